@@ -1,0 +1,1 @@
+"""The network architectures realscale runs, each with its own detect/load adapter."""

@@ -1,0 +1,57 @@
+"""Detect and load SRVGGNetCompact (realesr-animevideov3, realesr-general-x4v3) weights."""
+
+from __future__ import annotations
+
+import math
+
+from ...descriptor import ModelDescriptor
+from ...errors import UnsupportedModelError
+from ..detect import StateDict, count_indexed, has_all
+from .network import SRVGGNetCompact
+
+NAME = "SRVGGNetCompact"
+
+
+def detect(state: StateDict) -> bool:
+    return has_all(state, "body.0.weight", "body.1.weight") and state["body.0.weight"].ndim == 4
+
+
+def load(state: StateDict, name: str) -> ModelDescriptor:
+    n_layers = count_indexed(state, r"body\.(\d+)\.weight")
+    last = state[f"body.{n_layers - 1}.weight"]
+    if last.ndim != 4 or n_layers < 3:
+        msg = f"{name}: SRVGGNetCompact ends in an unexpected layer; the file may be damaged"
+        raise UnsupportedModelError(msg)
+    num_feat, num_in_ch = state["body.0.weight"].shape[:2]
+    act = state["body.1.weight"]
+    # PReLU stores one slope per channel; LeakyReLU and ReLU have no tensors at all, so the
+    # odd-numbered keys only exist for PReLU.
+    act_type = "prelu" if act.ndim == 1 else "leakyrelu"
+    num_conv = (n_layers - 3) // 2
+    out_total = last.shape[0]
+    upscale = 0
+    for candidate_out in (3, 1, 4):
+        root = math.isqrt(out_total // candidate_out)
+        if candidate_out * root * root == out_total and root in (1, 2, 3, 4, 8):
+            upscale, num_out_ch = root, candidate_out
+            if num_out_ch == num_in_ch:
+                break
+    if upscale == 0:
+        msg = f"{name}: cannot read the scale of this SRVGGNetCompact ({out_total} outputs)"
+        raise UnsupportedModelError(msg)
+    params = {
+        "num_in_ch": num_in_ch, "num_out_ch": num_out_ch, "num_feat": num_feat,
+        "num_conv": num_conv, "upscale": upscale, "act_type": act_type,
+    }
+    network = SRVGGNetCompact(**params)  # type: ignore[arg-type]
+    try:
+        network.load_state_dict(dict(state), strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        msg = f"{name}: the SRVGGNetCompact tensors do not fit together ({first})"
+        raise UnsupportedModelError(msg) from None
+    network.eval()
+    return ModelDescriptor(
+        name=name, architecture=NAME, network=network, scale=upscale, net_scale=upscale,
+        in_channels=num_in_ch, out_channels=num_out_ch, params=params,
+    )

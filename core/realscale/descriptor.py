@@ -1,0 +1,33 @@
+"""What a loaded model is, so the tiler, the engine and hosts need not guess."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+
+@dataclass
+class ModelDescriptor:
+    """A network with its weights loaded, plus the facts the pipeline needs about it."""
+
+    name: str
+    """Catalogue name, or the weights file's name for user weights."""
+    architecture: str
+    """``"RRDBNet"`` or ``"SRVGGNetCompact"``."""
+    network: nn.Module
+    """The torch module, in eval mode, on the CPU, in float32."""
+    scale: int
+    """Output size divided by input size, after ``post_resize``."""
+    net_scale: int
+    """Scale of the network itself (4 for animevideov3's x2/x3 files)."""
+    in_channels: int = 3
+    out_channels: int = 3
+    size_multiple: int = 1
+    """Input height and width must be multiples of this (pixel-unshuffle models)."""
+    post_resize: float | None = None
+    """Bicubic resize applied to the network output, as the ncnn x2/x3 files define it."""
+    params: dict[str, object] = field(default_factory=dict)
+    """Architecture hyperparameters, read from the tensors."""
+    source: str = ""
+    """Where the weights came from (a file path or a package file), for ``realscale models``."""
