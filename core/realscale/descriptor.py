@@ -27,6 +27,9 @@ class ModelDescriptor:
     """Input height and width must be multiples of this (pixel-unshuffle models)."""
     post_resize: float | None = None
     """Bicubic resize applied to the network output, as the ncnn x2/x3 files define it."""
+    tile_context: int = 64
+    """Input pixels a tile must see beyond the part it keeps for the result to match the
+    untiled one (within 2/255): the effective reach of the network."""
     params: dict[str, object] = field(default_factory=dict)
     """Architecture hyperparameters, read from the tensors."""
     source: str = ""

@@ -54,4 +54,7 @@ def load(state: StateDict, name: str) -> ModelDescriptor:
     return ModelDescriptor(
         name=name, architecture=NAME, network=network, scale=upscale, net_scale=upscale,
         in_channels=num_in_ch, out_channels=num_out_ch, params=params,
+        # Every 3x3 convolution reaches one pixel further; the network has num_conv + 2 of
+        # them, so this context makes tiles exact (plus 2 for a bicubic post-resize).
+        tile_context=num_conv + 4,
     )

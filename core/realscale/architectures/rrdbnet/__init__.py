@@ -44,6 +44,9 @@ def load(state: StateDict, name: str) -> ModelDescriptor:
         name=name, architecture=NAME, network=network, scale=scale, net_scale=scale,
         in_channels=num_in_ch, out_channels=num_out_ch,
         size_multiple=network.unshuffle, params=params,
+        # Measured on real photos with x4plus and 32 px tiles: 48 px of context leaves up to
+        # 7/255, 64 px at most 2/255 against the untiled result.
+        tile_context=64,
     )
 
 

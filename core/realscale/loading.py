@@ -1,0 +1,50 @@
+"""Turn what a user typed (a catalogue name or a weights file) into a loaded model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import catalogue
+from .descriptor import ModelDescriptor
+from .errors import ModelError
+from .registry import load_state_dict_model
+from .weights.ncnn import read_ncnn
+
+
+def load_model(spec: str | os.PathLike[str], *, allow_download: bool = False) -> ModelDescriptor:
+    """Load a catalogue model by name, or user weights from a file path."""
+    text = os.fspath(spec)
+    path = Path(text).expanduser()
+    looks_like_path = path.suffix.lower() in (
+        ".pth", ".pt", ".ckpt", ".safetensors", ".param", ".bin"
+    ) or os.sep in text or (os.altsep is not None and os.altsep in text)
+    if looks_like_path:
+        if not path.is_file():
+            msg = f"model file {path} does not exist; check the path or use a name from `realscale models`"
+            raise ModelError(msg)
+        from .weights import load_model_file
+
+        return load_model_file(path)
+    entry = catalogue.get(text)
+    for source in entry.sources:
+        if isinstance(source, catalogue.PackageSource):
+            param, weights = catalogue.package_files(source)
+            ncnn = read_ncnn(param, weights)
+            model = load_state_dict_model(ncnn.state, entry.name)
+            _apply_post_resize(model, ncnn.post_resize or source.post_resize)
+            model.source = f"{source.package}: {param.name}"
+            return model
+    weights_path = catalogue.ensure_weights(entry, allow_download=allow_download)
+    from .weights import load_model_file
+
+    model = load_model_file(Path(str(weights_path)))
+    model.name = entry.name
+    return model
+
+
+def _apply_post_resize(model: ModelDescriptor, factor: float | None) -> None:
+    if factor is None:
+        return
+    model.post_resize = factor
+    model.scale = round(model.net_scale * factor)

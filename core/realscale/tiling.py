@@ -1,0 +1,191 @@
+"""Seam-free tiling: cut an image into overlapping tiles with context, blend the results.
+
+Each tile is run on its *core* plus ``overlap/2`` (the blend zone shared with each neighbour)
+plus ``context`` pixels of real image around that, which the network needs to see so that its
+output near the tile's edge matches what it would have produced on the whole image. The
+context is thrown away; the blend zones are cross-faded with linear ramps that sum to one, so
+the result is the untiled result up to a small, bounded error. At the image's own edges nothing
+is added: the network sees the same border as it would untiled.
+
+Results are produced in horizontal bands, so the caller never needs a float copy of the whole
+output: ``sink`` receives each band's finished rows once no later tile can touch them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import Cancelled, OutOfMemoryError
+
+RunTile = Callable[[np.ndarray], np.ndarray]
+"""(h, w, C) float32 input -> (h*scale, w*scale, C') float32 output."""
+Sink = Callable[[int, np.ndarray], None]
+"""(first output row, rows) for finished output rows, top to bottom."""
+Progress = Callable[[int, int], None]
+
+MIN_TILE = 16
+
+
+class TileOutOfMemory(Exception):
+    """Raised by a RunTile when the tile did not fit; the tiler splits it and goes on."""
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How to cut an image: all sizes in input pixels."""
+
+    tile: int
+    """Core size of a tile; tiles are balanced so none is much smaller than the rest."""
+    overlap: int = 8
+    """Width of the cross-faded zone between neighbouring tiles (even)."""
+    context: int = 16
+    """Extra pixels each tile sees beyond its blend zone, discarded afterwards."""
+    multiple: int = 1
+    """Tile edges fall on multiples of this (models that fold pixels into channels)."""
+
+    def extent(self) -> int:
+        """The largest input a tile of this plan sends to the network, per side."""
+        return self.tile + self.overlap + 2 * self.context
+
+
+@dataclass(frozen=True)
+class Span:
+    """One tile's interval along one axis."""
+
+    blend_start: int
+    blend_end: int
+    input_start: int
+    input_end: int
+    fade_in: bool
+    fade_out: bool
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def spans(length: int, plan: TilePlan) -> list[Span]:
+    """Tile intervals along an axis of ``length`` input pixels."""
+    m = plan.multiple
+    half = _round_up(plan.overlap // 2, m)
+    context = _round_up(plan.context, m)
+    count = max(1, -(-length // max(plan.tile, 2 * half + m)))
+    # Balanced cores on the multiple grid: boundaries at round(k * length / count).
+    bounds = [0] + [_round_up(round(k * length / count), m) for k in range(1, count)] + [length]
+    bounds = sorted(set(bounds))
+    result = []
+    for k in range(len(bounds) - 1):
+        first, last = k == 0, k == len(bounds) - 2
+        blend_start = bounds[k] if first else bounds[k] - half
+        blend_end = bounds[k + 1] if last else bounds[k + 1] + half
+        result.append(
+            Span(
+                blend_start=blend_start,
+                blend_end=blend_end,
+                input_start=max(0, blend_start - context),
+                input_end=min(length, blend_end + context),
+                fade_in=not first,
+                fade_out=not last,
+            )
+        )
+    return result
+
+
+def _ramp(span: Span, half: int, scale: int) -> np.ndarray:
+    """Blend weights over the span's blend zone, in output pixels."""
+    size = (span.blend_end - span.blend_start) * scale
+    weights = np.ones(size, dtype=np.float32)
+    fade = 2 * half * scale
+    if fade:
+        up = (np.arange(fade, dtype=np.float32) + 0.5) / fade
+        if span.fade_in:
+            weights[:fade] = up
+        if span.fade_out:
+            weights[size - fade :] = up[::-1]
+    return weights
+
+
+class _Runner:
+    """Runs regions, splitting any that do not fit into smaller tiles from then on."""
+
+    def __init__(self, run: RunTile, scale: int, plan: TilePlan) -> None:
+        self.run = run
+        self.scale = scale
+        self.plan = plan
+        self.too_large: int | None = None
+        self.halvings = 0
+
+    def __call__(self, region: np.ndarray) -> np.ndarray:
+        side = max(region.shape[0], region.shape[1])
+        if self.too_large is None or side < self.too_large:
+            try:
+                return self.run(region)
+            except TileOutOfMemory:
+                self.too_large = side if self.too_large is None else min(self.too_large, side)
+        # Split this region as a small image of its own: its edges are the tile's edges,
+        # exactly what the network would have seen had the region fitted.
+        smaller = max(self.plan.tile // 2, MIN_TILE)
+        while smaller + self.plan.overlap + 2 * self.plan.context >= side and smaller > MIN_TILE:
+            smaller = max(smaller // 2, MIN_TILE)
+        if side <= MIN_TILE or smaller + self.plan.overlap + 2 * self.plan.context >= side:
+            msg = "not even the smallest tile fits into the device's memory; use --device cpu"
+            raise OutOfMemoryError(msg)
+        self.halvings += 1
+        sub_plan = TilePlan(smaller, self.plan.overlap, self.plan.context, self.plan.multiple)
+        parts: list[tuple[int, np.ndarray]] = []
+        process(region, self, self.scale, sub_plan, lambda y, rows: parts.append((y, rows)))
+        return np.concatenate([rows for _, rows in parts], axis=0)
+
+
+def process(
+    image: np.ndarray,
+    run: RunTile,
+    scale: int,
+    plan: TilePlan,
+    sink: Sink,
+    *,
+    progress: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> int:
+    """Run ``image`` (H, W, C) tile by tile; returns how many tiles ran."""
+    height, width = image.shape[:2]
+    runner = run if isinstance(run, _Runner) else _Runner(run, scale, plan)
+    half = _round_up(plan.overlap // 2, plan.multiple)
+    rows, cols = spans(height, plan), spans(width, plan)
+    total = len(rows) * len(cols)
+    done = 0
+    carry: np.ndarray | None = None
+    for row_index, ys in enumerate(rows):
+        wy = _ramp(ys, half, scale)
+        band: np.ndarray | None = None
+        for xs in cols:
+            if cancelled is not None and cancelled():
+                raise Cancelled("the upscale was cancelled")
+            region = image[ys.input_start : ys.input_end, xs.input_start : xs.input_end]
+            out = runner(region)
+            top = (ys.blend_start - ys.input_start) * scale
+            left = (xs.blend_start - xs.input_start) * scale
+            part = out[
+                top : top + (ys.blend_end - ys.blend_start) * scale,
+                left : left + (xs.blend_end - xs.blend_start) * scale,
+            ]
+            if band is None:
+                band = np.zeros((wy.size, width * scale, out.shape[2]), dtype=np.float32)
+            weights = wy[:, None, None] * _ramp(xs, half, scale)[None, :, None]
+            band[:, xs.blend_start * scale : xs.blend_end * scale] += part * weights
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        assert band is not None
+        if carry is not None:
+            band[: carry.shape[0]] += carry
+        if row_index + 1 < len(rows):
+            keep = (ys.blend_end - rows[row_index + 1].blend_start) * scale
+            sink(ys.blend_start * scale, band[: band.shape[0] - keep])
+            carry = band[band.shape[0] - keep :].copy()
+        else:
+            sink(ys.blend_start * scale, band)
+    return total

@@ -1,0 +1,260 @@
+"""The Upscaler: load a model once, upscale many numpy images, tile by tile."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+from . import devices
+from .descriptor import ModelDescriptor
+from .engine import Engine
+from .errors import RealscaleError
+from .loading import load_model
+from .resize import resize_float
+from .tiling import TilePlan, process
+
+DEFAULT_MODEL = "realesrgan-x4plus"
+BORDER = 10
+"""Reflection padding at the image border, as the official realesrgan-ncnn-vulkan app uses."""
+OVERLAP = 8
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class CancelToken:
+    """Set from any thread; the upscale stops before its next tile with ``Cancelled``."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+class Upscaler:
+    """A model loaded once onto a device, to upscale any number of images."""
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | ModelDescriptor = DEFAULT_MODEL,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        tile: int | str = "auto",
+        allow_download: bool = False,
+        overlap: int = OVERLAP,
+        context: int | None = None,
+    ) -> None:
+        if isinstance(model, ModelDescriptor):
+            self.model = model
+        else:
+            self.model = load_model(model, allow_download=allow_download)
+        if self.model.in_channels != 3 or self.model.out_channels != 3:
+            msg = (
+                f"{self.model.name} has {self.model.in_channels} input and "
+                f"{self.model.out_channels} output channels; realscale runs RGB models only"
+            )
+            raise RealscaleError(msg)
+        self.placement = devices.choose(device, precision)
+        self.engine = Engine(self.model, self.placement)
+        if tile != "auto" and (not isinstance(tile, int) or tile < 16):
+            msg = f"tile must be 'auto' or a whole number of at least 16 pixels, got {tile!r}"
+            raise RealscaleError(msg)
+        self.tile = tile
+        self.overlap = overlap
+        self.context = self.model.tile_context if context is None else context
+
+    @property
+    def scale(self) -> int:
+        """The model's own scale factor."""
+        return self.model.scale
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def precision(self) -> str:
+        """The precision tiles currently run in (auto fp16 may have fallen back to fp32)."""
+        return self.engine.precision
+
+    def plan(self, batch: int = 1) -> TilePlan:
+        """The tiling the next upscale will use."""
+        overhead = self.overlap + 2 * self.context
+        tile = self.engine.auto_tile(overhead, batch) if self.tile == "auto" else int(self.tile)
+        return TilePlan(tile, self.overlap, self.context, self.model.size_multiple)
+
+    def output_size(
+        self, width: int, height: int, *, scale: float | None = None,
+        fit_width: int | None = None, fit_height: int | None = None,
+    ) -> tuple[int, int]:
+        """(width, height) of the result for an input of this size."""
+        factor = _factor(width, height, self.scale, scale, fit_width, fit_height)
+        return max(1, round(width * factor)), max(1, round(height * factor))
+
+    def upscale(
+        self,
+        image: np.ndarray,
+        *,
+        scale: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> np.ndarray:
+        """Upscale an HWC (or HW) image of uint8, uint16 or float32 with 1 to 4 channels
+        (L, LA, RGB, RGBA, straight alpha); the result has the same dtype and channels."""
+        pixels, squeeze = _check(image)
+        dtype = pixels.dtype
+        in_h, in_w, channels = pixels.shape
+        out_w, out_h = self.output_size(
+            in_w, in_h, scale=scale, fit_width=width, fit_height=height
+        )
+        model_out = self._run_model(pixels, progress, cancel)
+        has_alpha = channels in (2, 4)
+        if (out_w, out_h) != (model_out.shape[1], model_out.shape[0]):
+            work = _to_float(model_out)
+            work = resize_float(work, out_w, out_h, has_alpha=has_alpha)
+            model_out = _from_float(work, dtype)
+        return model_out[..., 0] if squeeze else model_out
+
+    def _run_model(
+        self, pixels: np.ndarray, progress: ProgressCallback | None, cancel: CancelToken | None
+    ) -> np.ndarray:
+        """The image at the model's scale, in the input's dtype and channels."""
+        height, width, channels = pixels.shape
+        s = self.scale
+        work = _to_float(pixels)
+        has_alpha = channels in (2, 4)
+        colour = work[..., :-1] if has_alpha else work
+        if colour.shape[2] == 1:
+            colour = np.repeat(colour, 3, axis=2)
+        alpha = work[..., -1:] if has_alpha else None
+        translucent = alpha is not None and bool((alpha < 1.0).any())
+        if translucent:
+            assert alpha is not None
+            # Premultiplied colour: what lies under transparent pixels cannot bleed into edges.
+            network_input = np.concatenate([colour * alpha, np.repeat(alpha, 3, axis=2)], axis=2)
+        else:
+            network_input = colour
+        multiple = self.model.size_multiple
+        extra_h = (-(height + 2 * BORDER)) % multiple
+        extra_w = (-(width + 2 * BORDER)) % multiple
+        padded = _reflect_pad(network_input, BORDER, extra_h, extra_w)
+
+        result = np.empty((height * s, width * s, channels), dtype=pixels.dtype)
+        max_value = _MAX.get(pixels.dtype)
+        top, left = BORDER * s, BORDER * s
+
+        def run_tile(region: np.ndarray) -> np.ndarray:
+            if region.shape[2] == 3:
+                return self.engine.run(region[None])[0]
+            out = self.engine.run(np.stack([region[..., :3], region[..., 3:]]))
+            return np.concatenate([out[0], out[1]], axis=2)
+
+        def sink(y: int, rows: np.ndarray) -> None:
+            start, stop = max(y, top), min(y + rows.shape[0], top + height * s)
+            if start >= stop:
+                return
+            band = rows[start - y : stop - y, left : left + width * s]
+            out = _postprocess(band, channels, translucent)
+            if max_value is not None:
+                out = np.rint(out * max_value)
+            result[start - top : stop - top] = out.astype(pixels.dtype)
+
+        batch = 2 if translucent else 1
+        process(
+            padded, run_tile, s, self.plan(batch), sink, progress=progress,
+            cancelled=(lambda: cancel.cancelled) if cancel is not None else None,
+        )
+        return result
+
+
+def _factor(
+    width: int, height: int, model_scale: int, scale: float | None,
+    fit_width: int | None, fit_height: int | None,
+) -> float:
+    if scale is not None and (fit_width is not None or fit_height is not None):
+        msg = "give either a scale or a target width/height, not both"
+        raise RealscaleError(msg)
+    if scale is not None:
+        if not (scale > 0 and np.isfinite(scale)):
+            msg = f"scale must be a number greater than 0, got {scale}"
+            raise RealscaleError(msg)
+        return float(scale)
+    factors = []
+    for target, size, label in ((fit_width, width, "width"), (fit_height, height, "height")):
+        if target is not None:
+            if target < 1:
+                msg = f"target {label} must be at least 1 pixel, got {target}"
+                raise RealscaleError(msg)
+            factors.append(target / size)
+    return min(factors) if factors else float(model_scale)
+
+
+def _check(image: np.ndarray) -> tuple[np.ndarray, bool]:
+    if not isinstance(image, np.ndarray):
+        msg = f"expected a numpy array, got {type(image).__name__}"
+        raise RealscaleError(msg)
+    squeeze = image.ndim == 2
+    pixels = image[..., None] if squeeze else image
+    if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4):
+        msg = f"expected an HxW or HxWxC image with 1 to 4 channels, got shape {image.shape}"
+        raise RealscaleError(msg)
+    if pixels.shape[0] < 1 or pixels.shape[1] < 1:
+        msg = f"the image is empty ({image.shape[1] if image.ndim > 1 else 0}x{image.shape[0]})"
+        raise RealscaleError(msg)
+    if pixels.dtype == np.float64:
+        pixels = pixels.astype(np.float32)
+    if pixels.dtype not in (np.uint8, np.uint16, np.float32):
+        msg = f"expected uint8, uint16 or float32 pixels, got {pixels.dtype}"
+        raise RealscaleError(msg)
+    if pixels.dtype == np.float32 and not np.isfinite(pixels).all():
+        msg = "the image contains NaN or infinite values; replace them before upscaling"
+        raise RealscaleError(msg)
+    return pixels, squeeze
+
+
+def _to_float(pixels: np.ndarray) -> np.ndarray:
+    max_value = _MAX.get(pixels.dtype)
+    if max_value is None:
+        return np.clip(pixels, 0.0, 1.0, dtype=np.float32)
+    return pixels.astype(np.float32) / np.float32(max_value)
+
+
+def _from_float(pixels: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    max_value = _MAX.get(np.dtype(dtype))
+    if max_value is None:
+        return pixels.astype(np.float32)
+    return np.rint(np.clip(pixels, 0.0, 1.0) * max_value).astype(dtype)
+
+
+def _reflect_pad(image: np.ndarray, border: int, extra_h: int, extra_w: int) -> np.ndarray:
+    pad = ((border, border + extra_h), (border, border + extra_w), (0, 0))
+    # A single row or column cannot be reflected; repeating it is the only sensible border.
+    mode = "reflect" if min(image.shape[:2]) > 1 else "edge"
+    return np.pad(image, pad, mode=mode)
+
+
+def _postprocess(band: np.ndarray, channels: int, translucent: bool) -> np.ndarray:
+    """Network output (RGB, or premultiplied RGB + alpha-as-RGB) to the input's channels."""
+    colour = np.clip(band[..., :3], 0.0, 1.0)
+    if translucent:
+        alpha = np.clip(band[..., 3:6] @ LUMA, 0.0, 1.0)[..., None]
+        colour = np.where(alpha > 1e-4, np.clip(colour / np.maximum(alpha, 1e-4), 0.0, 1.0), 0.0)
+    elif channels in (2, 4):
+        alpha = np.ones(colour.shape[:2] + (1,), dtype=np.float32)
+    if channels in (1, 2):
+        colour = (colour @ LUMA)[..., None]
+    if channels in (2, 4):
+        return np.concatenate([colour, alpha], axis=2)
+    return colour
