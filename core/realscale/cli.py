@@ -90,7 +90,7 @@ def _cmd_models(_args: argparse.Namespace) -> int:
                      entry.licence))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
     print("\n* default. Official Real-ESRGAN weights by Xintao Wang et al., BSD-3-Clause "
           "(https://github.com/xinntao/Real-ESRGAN).")
     return EXIT_OK
@@ -175,7 +175,8 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
         try:
             tile = int(tile)
         except ValueError:
-            raise RealscaleError(f"--tile must be a number of pixels or auto, got {tile!r}") from None
+            msg = f"--tile must be a number of pixels or auto, got {tile!r}"
+            raise RealscaleError(msg) from None
     max_pixels = args.max_pixels or formats.DEFAULT_MAX_PIXELS
     inputs = _expand_inputs(args.inputs)
     if not inputs:

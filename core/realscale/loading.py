@@ -21,7 +21,10 @@ def load_model(spec: str | os.PathLike[str], *, allow_download: bool = False) ->
     ) or os.sep in text or (os.altsep is not None and os.altsep in text)
     if looks_like_path:
         if not path.is_file():
-            msg = f"model file {path} does not exist; check the path or use a name from `realscale models`"
+            msg = (
+                f"model file {path} does not exist; check the path or use a name from "
+                "`realscale models`"
+            )
             raise ModelError(msg)
         from .weights import load_model_file
 

@@ -109,35 +109,38 @@ def _ramp(span: Span, half: int, scale: int) -> np.ndarray:
 
 
 class _Runner:
-    """Runs regions, splitting any that do not fit into smaller tiles from then on."""
+    """Runs regions; after an out-of-memory error, splits every region above the size that
+    failed into half-size tiles from then on (and halves again if those fail too)."""
 
     def __init__(self, run: RunTile, scale: int, plan: TilePlan) -> None:
         self.run = run
         self.scale = scale
         self.plan = plan
-        self.too_large: int | None = None
+        self.limit: int | None = None
+        """Largest region side to send to the network; None until something failed."""
+        self.tile = plan.tile
         self.halvings = 0
 
     def __call__(self, region: np.ndarray) -> np.ndarray:
         side = max(region.shape[0], region.shape[1])
-        if self.too_large is None or side < self.too_large:
+        if self.limit is None or side <= self.limit:
             try:
                 return self.run(region)
             except TileOutOfMemory:
-                self.too_large = side if self.too_large is None else min(self.too_large, side)
-        # Split this region as a small image of its own: its edges are the tile's edges,
-        # exactly what the network would have seen had the region fitted.
-        smaller = max(self.plan.tile // 2, MIN_TILE)
-        while smaller + self.plan.overlap + 2 * self.plan.context >= side and smaller > MIN_TILE:
-            smaller = max(smaller // 2, MIN_TILE)
-        if side <= MIN_TILE or smaller + self.plan.overlap + 2 * self.plan.context >= side:
+                self.limit = side - 1
+        overhead = self.plan.overlap + 2 * self.plan.context
+        while self.tile + overhead > self.limit and self.tile > MIN_TILE:
+            self.tile = max(self.tile // 2, MIN_TILE)
+            self.halvings += 1
+        if self.tile + overhead > self.limit or side <= MIN_TILE:
             msg = "not even the smallest tile fits into the device's memory; use --device cpu"
             raise OutOfMemoryError(msg)
-        self.halvings += 1
-        sub_plan = TilePlan(smaller, self.plan.overlap, self.plan.context, self.plan.multiple)
-        parts: list[tuple[int, np.ndarray]] = []
-        process(region, self, self.scale, sub_plan, lambda y, rows: parts.append((y, rows)))
-        return np.concatenate([rows for _, rows in parts], axis=0)
+        # Split this region as a small image of its own: its edges are the tile's edges,
+        # exactly what the network would have seen had the region fitted.
+        sub_plan = TilePlan(self.tile, self.plan.overlap, self.plan.context, self.plan.multiple)
+        parts: list[np.ndarray] = []
+        process(region, self, self.scale, sub_plan, lambda _y, rows: parts.append(rows))
+        return np.concatenate(parts, axis=0)
 
 
 def process(

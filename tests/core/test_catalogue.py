@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from realscale import catalogue
 from realscale.catalogue import CatalogueEntry, PackageSource, UrlSource
 from realscale.errors import ModelError

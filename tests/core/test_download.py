@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
 from realscale import catalogue
 from realscale.catalogue import CatalogueEntry, PackageSource, UrlSource
 from realscale.download import download, ensure_weights

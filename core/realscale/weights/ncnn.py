@@ -57,23 +57,31 @@ def parse_param(text: str, source: str = "model") -> list[NcnnLayer]:
         msg = f"{source} is not an ncnn .param file (it should start with {MAGIC})"
         raise ModelError(msg)
     layers = []
-    for line in lines[2:]:
-        fields = line.split()
-        kind, name = fields[0], fields[1]
-        n_in, n_out = int(fields[2]), int(fields[3])
-        inputs = fields[4 : 4 + n_in]
-        outputs = fields[4 + n_in : 4 + n_in + n_out]
-        params: dict[int, str | list[str]] = {}
-        for item in fields[4 + n_in + n_out :]:
-            key_text, _, value = item.partition("=")
-            key = int(key_text)
-            if key <= -23300:
-                # Array parameter: "-233NN=count,v1,v2,..." stands for key NN.
-                params[-key - 23300] = value.split(",")[1:]
-            else:
-                params[key] = value
-        layers.append(NcnnLayer(kind, name, inputs, outputs, params))
+    for number, line in enumerate(lines[2:], start=3):
+        try:
+            layers.append(_parse_layer(line))
+        except (IndexError, ValueError):
+            msg = f"{source} line {number} is not a valid ncnn layer; the file is damaged"
+            raise ModelError(msg) from None
     return layers
+
+
+def _parse_layer(line: str) -> NcnnLayer:
+    fields = line.split()
+    kind, name = fields[0], fields[1]
+    n_in, n_out = int(fields[2]), int(fields[3])
+    inputs = fields[4 : 4 + n_in]
+    outputs = fields[4 + n_in : 4 + n_in + n_out]
+    params: dict[int, str | list[str]] = {}
+    for item in fields[4 + n_in + n_out :]:
+        key_text, _, value = item.partition("=")
+        key = int(key_text)
+        if key <= -23300:
+            # Array parameter: "-233NN=count,v1,v2,..." stands for key NN.
+            params[-key - 23300] = value.split(",")[1:]
+        else:
+            params[key] = value
+    return NcnnLayer(kind, name, inputs, outputs, params)
 
 
 class _BinReader:
@@ -84,7 +92,10 @@ class _BinReader:
 
     def _take(self, nbytes: int) -> bytes:
         if self.pos + nbytes > len(self.data):
-            msg = f"{self.source} ends early; the .bin file is truncated or does not match the .param"
+            msg = (
+                f"{self.source} ends early; the .bin file is truncated or does not match "
+                "the .param"
+            )
             raise ModelError(msg)
         chunk = self.data[self.pos : self.pos + nbytes]
         self.pos += nbytes
@@ -173,7 +184,10 @@ def read_ncnn(param_path: Path, bin_path: Path) -> NcnnModel:
         if not keys:
             msg = f"{source} has {len(weighted)} convolutions, which fits no supported network"
             raise UnsupportedModelError(msg)
-        for key, (_kind, tensors) in zip(keys, weighted):
+        for key, (_kind, tensors) in zip(keys, weighted, strict=True):
+            if len(tensors) != 2:
+                msg = f"{source}: convolution {key} has no bias, which no supported model lacks"
+                raise UnsupportedModelError(msg)
             state[f"{key}.weight"] = torch.from_numpy(tensors[0])
             state[f"{key}.bias"] = torch.from_numpy(tensors[1])
     return NcnnModel(state=state, post_resize=_post_resize(layers), layers=layers)

@@ -13,7 +13,12 @@ NAME = "SRVGGNetCompact"
 
 
 def detect(state: StateDict) -> bool:
-    return has_all(state, "body.0.weight", "body.1.weight") and state["body.0.weight"].ndim == 4
+    if "body.0.weight" not in state or state["body.0.weight"].ndim != 4:
+        return False
+    # body.1 is a PReLU (1-D slopes); with LeakyReLU/ReLU it has no tensors and body.2 follows.
+    if "body.1.weight" in state:
+        return state["body.1.weight"].ndim == 1
+    return has_all(state, "body.2.weight") and state["body.2.weight"].ndim == 4
 
 
 def load(state: StateDict, name: str) -> ModelDescriptor:
@@ -23,10 +28,10 @@ def load(state: StateDict, name: str) -> ModelDescriptor:
         msg = f"{name}: SRVGGNetCompact ends in an unexpected layer; the file may be damaged"
         raise UnsupportedModelError(msg)
     num_feat, num_in_ch = state["body.0.weight"].shape[:2]
-    act = state["body.1.weight"]
     # PReLU stores one slope per channel; LeakyReLU and ReLU have no tensors at all, so the
-    # odd-numbered keys only exist for PReLU.
-    act_type = "prelu" if act.ndim == 1 else "leakyrelu"
+    # odd-numbered keys only exist for PReLU (ReLU and LeakyReLU cannot be told apart: the
+    # LeakyReLU of Real-ESRGAN's training code is assumed).
+    act_type = "prelu" if "body.1.weight" in state else "leakyrelu"
     num_conv = (n_layers - 3) // 2
     out_total = last.shape[0]
     upscale = 0

@@ -1,0 +1,154 @@
+"""Tiling: tiled results equal the untiled one within 4/255 (2/255 at the 99.9th percentile),
+memory stays bounded, out-of-memory halves the tile, cancel stops within one tile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import assert_close_u8, rgb_crop
+from realscale import Cancelled, CancelToken, Upscaler, load_model
+from realscale.tiling import TilePlan, process, spans
+
+
+@pytest.fixture(scope="module")
+def compact():
+    return load_model("realesr-animevideov3")
+
+
+@pytest.mark.parametrize(
+    ("model", "image", "size"),
+    [
+        ("realesrgan-x4plus", "0014.jpg", 72),
+        ("realesrgan-x4plus-anime", "0014.jpg", 80),
+        ("realesr-animevideov3-x3", "00003.png", 96),
+    ],
+)
+def test_tiled_equals_untiled(model: str, image: str, size: int) -> None:
+    pixels = rgb_crop(image, size, 20, 20)
+    descriptor = load_model(model)
+    untiled = Upscaler(descriptor, device="cpu", tile=512).upscale(pixels)
+    tiled_upscaler = Upscaler(descriptor, device="cpu", tile=32)
+    plan = tiled_upscaler.plan()
+    assert len(spans(size + 20, plan)) >= 3, "the test must really cut the image into tiles"
+    tiled = tiled_upscaler.upscale(pixels)
+    assert_close_u8(tiled, untiled, max_diff=4, p999=2)
+
+
+def test_hard_cropped_tiles_show_seams() -> None:
+    """The check above can fail: upstream-style tiles (10 px pad, hard crop) break it."""
+    pixels = rgb_crop("0014.jpg", 96)
+    descriptor = load_model("realesrgan-x4plus-anime")
+    untiled = Upscaler(descriptor, device="cpu", tile=512).upscale(pixels)
+    seamy = Upscaler(descriptor, device="cpu", tile=32, context=10, overlap=0).upscale(pixels)
+    with pytest.raises(AssertionError):
+        assert_close_u8(seamy, untiled, max_diff=4, p999=2)
+
+
+def test_spans_cover_axis_and_respect_multiple() -> None:
+    for length in (1, 7, 31, 32, 33, 100, 517):
+        for multiple in (1, 2, 4):
+            plan = TilePlan(tile=32, overlap=8, context=12, multiple=multiple)
+            parts = spans(length, plan)
+            assert parts[0].blend_start == 0 and parts[-1].blend_end == length
+            for a, b in zip(parts, parts[1:], strict=False):
+                # Neighbours share exactly one blend zone, on the multiple grid.
+                assert a.blend_end - b.blend_start == 8
+                assert b.blend_start % multiple == 0 and a.blend_end % multiple == 0
+            for part in parts:
+                assert 0 <= part.input_start <= part.blend_start < part.blend_end
+                assert part.blend_end <= part.input_end <= length
+
+
+def test_blend_weights_sum_to_one() -> None:
+    """With an identity 'network' the tiler must give back exactly its input."""
+    rng = np.random.default_rng(1)
+    image = rng.random((70, 90, 3), dtype=np.float32)
+    out = np.zeros((140, 180, 3), dtype=np.float32)
+
+    def nearest_x2(region: np.ndarray) -> np.ndarray:
+        return region.repeat(2, axis=0).repeat(2, axis=1)
+
+    def sink(y: int, rows: np.ndarray) -> None:
+        out[y : y + rows.shape[0]] = rows
+
+    process(image, nearest_x2, 2, TilePlan(16, 8, 4), sink)
+    np.testing.assert_allclose(out, nearest_x2(image), atol=1e-6)
+
+
+def test_bands_bound_memory(compact) -> None:
+    """The float work buffer covers one band of tiles, never the whole output."""
+    image = np.random.default_rng(2).random((200, 60, 3), dtype=np.float32)
+    heights = []
+    process(image, lambda r: r.repeat(4, 0).repeat(4, 1), 4, TilePlan(40, 8, 8),
+            lambda y, rows: heights.append(rows.shape[0]))
+    assert sum(heights) == 800
+    assert max(heights) <= (40 + 8) * 4 + 8 * 4
+
+
+def test_out_of_memory_halves_tile_and_resumes(compact, monkeypatch) -> None:
+    pixels = rgb_crop("00003.png", 96, 40, 40)
+    reference = Upscaler(compact, device="cpu", tile=512).upscale(pixels)
+    upscaler = Upscaler(compact, device="cpu", tile=96)
+    network = upscaler.engine._network
+    real_forward = network.forward
+    sizes = []
+
+    def forward_with_small_memory(x: torch.Tensor) -> torch.Tensor:
+        sizes.append(max(x.shape[-2:]))
+        if max(x.shape[-2:]) > 64:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_forward(x)
+
+    monkeypatch.setattr(network, "forward", forward_with_small_memory)
+    result = upscaler.upscale(pixels)
+    assert max(sizes) > 64, "the injected out-of-memory error must have fired"
+    failed = [s for s in sizes if s > 64]
+    # Each failure shrinks the tile: no size that failed (or a larger one) is tried again.
+    assert failed == sorted(set(failed), reverse=True)
+    assert_close_u8(result, reference, max_diff=4, p999=2)
+
+
+def test_out_of_memory_at_smallest_tile_is_clear(compact, monkeypatch) -> None:
+    from realscale import OutOfMemoryError
+
+    upscaler = Upscaler(compact, device="cpu", tile=32)
+
+    def always_oom(x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate")
+
+    monkeypatch.setattr(upscaler.engine._network, "forward", always_oom)
+    with pytest.raises(OutOfMemoryError, match="smallest tile"):
+        upscaler.upscale(rgb_crop("00003.png", 64))
+
+
+def test_progress_and_cancel_within_one_tile(compact) -> None:
+    pixels = rgb_crop("00003.png", 96)
+    upscaler = Upscaler(compact, device="cpu", tile=32)
+    calls: list[tuple[int, int]] = []
+    upscaler.upscale(pixels, progress=lambda done, total: calls.append((done, total)))
+    total = calls[-1][1]
+    assert total >= 9 and calls == [(i, total) for i in range(1, total + 1)]
+
+    token = CancelToken()
+    seen: list[int] = []
+
+    def cancel_after_first(done: int, total: int) -> None:
+        seen.append(done)
+        token.cancel()
+
+    with pytest.raises(Cancelled):
+        upscaler.upscale(pixels, progress=cancel_after_first, cancel=token)
+    assert seen == [1]
+
+
+def test_auto_tile_comes_from_free_memory(compact, monkeypatch) -> None:
+    from realscale import engine
+
+    upscaler = Upscaler(compact, device="cpu")
+    monkeypatch.setattr(engine, "free_memory", lambda device: 64 << 30)
+    big = upscaler.plan().tile
+    monkeypatch.setattr(engine, "free_memory", lambda device: 200 << 20)
+    small = upscaler.plan().tile
+    assert 32 <= small < big
