@@ -20,6 +20,7 @@ DEFAULT_MODEL = "realesrgan-x4plus"
 BORDER = 10
 """Reflection padding at the image border, as the official realesrgan-ncnn-vulkan app uses."""
 OVERLAP = 8
+UNPREMULTIPLY_EPSILON = 0.01
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
@@ -249,8 +250,14 @@ def _postprocess(band: np.ndarray, channels: int, translucent: bool) -> np.ndarr
     """Network output (RGB, or premultiplied RGB + alpha-as-RGB) to the input's channels."""
     colour = np.clip(band[..., :3], 0.0, 1.0)
     if translucent:
-        alpha = np.clip(band[..., 3:6] @ LUMA, 0.0, 1.0)[..., None]
-        colour = np.where(alpha > 1e-4, np.clip(colour / np.maximum(alpha, 1e-4), 0.0, 1.0), 0.0)
+        alpha_rgb = np.clip(band[..., 3:6], 0.0, 1.0)
+        alpha = (alpha_rgb @ LUMA)[..., None]
+        # Un-premultiply each channel by the same channel of the alpha pass: the network
+        # treats both passes alike, so its per-channel bias cancels and a white edge stays
+        # white instead of picking up a colour fringe. The small term that vanishes at full
+        # opacity keeps the division defined where both passes are (nearly) zero.
+        soft = UNPREMULTIPLY_EPSILON * (1.0 - alpha_rgb)
+        colour = np.clip((colour + soft) / (alpha_rgb + soft), 0.0, 1.0)
     elif channels in (2, 4):
         alpha = np.ones(colour.shape[:2] + (1,), dtype=np.float32)
     if channels in (1, 2):
