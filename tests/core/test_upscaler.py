@@ -38,7 +38,7 @@ def test_uint16_and_float_follow_uint8(upscaler: Upscaler, photo: np.ndarray) ->
     # 16-bit output is not 8-bit data widened: values between the 8-bit steps occur.
     assert np.count_nonzero(deep % 257) > deep.size // 2
     flt = upscaler.upscale(photo.astype(np.float32) / 255)
-    assert flt.dtype == np.float32 and 0.0 <= flt.min() and flt.max() <= 1.0
+    assert flt.dtype == np.float32 and flt.min() >= 0.0 and flt.max() <= 1.0
     assert np.abs(flt - ref).max() <= 0.5 / 255 + 1e-6
 
 

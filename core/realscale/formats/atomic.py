@@ -1,0 +1,94 @@
+"""Atomic file output: a crash, a full disk or an encoder error never leaves half an image.
+
+The image goes to a hidden temporary file in the destination folder (same file system, so
+the final rename is atomic), is flushed and fsynced, and only then replaces the destination.
+On any failure the temporary file is removed and an ImageWriteError explains what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Callable
+from typing import BinaryIO
+
+from ..errors import ImageWriteError
+
+
+def write_atomically(path: str, encode: Callable[[BinaryIO], None], what: str) -> None:
+    """Run ``encode`` on a temporary file next to ``path``, then move it into place.
+
+    ``what`` names the output kind for messages (e.g. "PNG").
+    """
+    target = os.path.abspath(path)
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        raise ImageWriteError(
+            f"Cannot write {path}: the folder {folder} does not exist; create it or choose "
+            "another output path."
+        )
+    if os.path.isdir(target):
+        raise ImageWriteError(
+            f"Cannot write {path}: it is a folder; give a file name for the output."
+        )
+    temporary = os.path.join(
+        folder, f".{os.path.basename(target)}.{secrets.token_hex(4)}.part"
+    )
+    try:
+        # "x": created new (never someone else's file), 0o666 less the umask like any file.
+        handle = open(temporary, "xb")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise ImageWriteError(_os_message(path, folder, exc)) from exc
+    try:
+        with handle:
+            encode(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        if isinstance(exc, ImageWriteError):
+            raise
+        if isinstance(exc, OSError):
+            raise ImageWriteError(_os_message(path, folder, exc)) from exc
+        if isinstance(exc, (ValueError, TypeError, KeyError, MemoryError)):
+            raise ImageWriteError(
+                f"Cannot write {path}: the image could not be encoded as {what} ({exc}); "
+                "choose another output format."
+            ) from exc
+        raise
+    _sync_folder(folder)
+
+
+def _os_message(path: str, folder: str, exc: OSError) -> str:
+    code = exc.errno
+    if code in (errno.EACCES, errno.EPERM):
+        return (
+            f"Cannot write {path}: permission denied in {folder}; choose a folder you can "
+            "write to."
+        )
+    if code == errno.EROFS:
+        return f"Cannot write {path}: {folder} is on a read-only disk; choose another folder."
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return f"Cannot write {path}: the disk is full; free some space or choose another disk."
+    reason = exc.strerror or str(exc)
+    return f"Cannot write {path}: {reason}; check the output folder and try again."
+
+
+def _sync_folder(folder: str) -> None:
+    """Make the rename itself durable (POSIX only; best effort)."""
+    if os.name != "posix":
+        return
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
