@@ -19,6 +19,12 @@ IMAGE_SUFFIXES = {
 }
 FORMAT_SUFFIX = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tif"}
 EXIT_OK, EXIT_SOME_FAILED, EXIT_FAILED = 0, 1, 2
+# Each module has add_commands(subparsers): sub-commands owned by other parts of realscale.
+COMMAND_MODULES = (
+    "realscale.worker.commands",
+    "realscale.video.commands",
+    "realscale.onnx.commands",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,7 +77,23 @@ def _parser() -> argparse.ArgumentParser:
     dl = sub.add_parser("download", help="download official weights that are not embedded")
     dl.add_argument("names", nargs="+")
     dl.set_defaults(handler=_cmd_download)
+
+    for module_name in COMMAND_MODULES:
+        _add_commands(module_name, sub)
     return parser
+
+
+def _add_commands(module_name: str, sub: argparse._SubParsersAction) -> None:
+    """Let a feature package (worker, video, ...) add its own sub-commands."""
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name or module_name.startswith(f"{exc.name}."):
+            return  # that feature is not part of this installation
+        raise
+    module.add_commands(sub)
 
 
 def _cmd_models(_args: argparse.Namespace) -> int:
