@@ -1,0 +1,209 @@
+"""The `realscale` command as a user runs it: a real process, real files, exit codes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import REPO, data_file, rgb_crop
+from realscale import Upscaler, load_model
+from realscale.formats import read_image
+
+MODEL = "realesr-animevideov3"  # the compact model: these tests are about the command
+
+
+def realscale(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "core"))
+    return subprocess.run(
+        [sys.executable, "-m", "realscale", *args], capture_output=True, text=True,
+        env=env, cwd=cwd, timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def upscaler() -> Upscaler:
+    return Upscaler(load_model(MODEL), device="cpu")
+
+
+@pytest.fixture
+def small_png(tmp_path: Path) -> Path:
+    path = tmp_path / "in.png"
+    Image.fromarray(rgb_crop("OST_009.png", 40, 60, 60)).save(path)
+    return path
+
+
+def no_leftovers(folder: Path) -> None:
+    names = [p.name for p in folder.iterdir()]
+    assert not [n for n in names if n.startswith(".") or n.endswith((".part", ".tmp"))], names
+
+
+def test_single_file_equals_api(tmp_path: Path, small_png: Path, upscaler: Upscaler) -> None:
+    out = tmp_path / "out.png"
+    result = realscale("upscale", str(small_png), "-o", str(out), "--model", MODEL)
+    assert result.returncode == 0, result.stderr
+    expected = upscaler.upscale(np.asarray(Image.open(small_png)))
+    assert np.array_equal(np.asarray(Image.open(out)), expected)
+    no_leftovers(tmp_path)
+
+
+def test_sixteen_bit_rgba_stays_sixteen_bit(tmp_path: Path, upscaler: Upscaler) -> None:
+    source = read_image(data_file("realesrgan-inputs", "tree_alpha_16bit.png"))
+    assert source.pixels.dtype == np.uint16 and source.pixels.shape[2] == 4
+    crop_path = tmp_path / "tree16.png"
+    from realscale.formats import write_image
+
+    write_image(crop_path, source.pixels[100:140, 100:140], like=source)
+    out = tmp_path / "tree16_x2.png"
+    result = realscale("upscale", str(crop_path), "-o", str(out), "--model", MODEL, "-s", "2")
+    assert result.returncode == 0, result.stderr
+    written = read_image(out)
+    assert written.pixels.dtype == np.uint16 and written.pixels.shape == (80, 80, 4)
+    expected = upscaler.upscale(read_image(crop_path).pixels, scale=2)
+    assert np.array_equal(written.pixels, expected)
+
+
+def test_folder_glob_format_and_batch_failure(tmp_path: Path, small_png: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(small_png, folder / "a.png")
+    Image.open(small_png).convert("L").save(folder / "b.jpg")
+    (folder / "broken.png").write_text("not an image")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = realscale("upscale", str(folder), "-o", str(out), "--model", MODEL, "-f", "webp")
+    assert result.returncode == 1, "some of a batch failed: exit 1"
+    assert sorted(p.name for p in out.iterdir()) == ["a.webp", "b.webp"]
+    errors = [line for line in result.stderr.splitlines() if "broken.png" in line]
+    assert len(errors) == 1 and "Traceback" not in result.stderr
+    glob_out = tmp_path / "glob"
+    glob_out.mkdir()
+    result = realscale("upscale", str(folder / "*.png"), "-o", str(glob_out), "--model", MODEL)
+    assert (glob_out / "a.png").is_file()
+    no_leftovers(out)
+
+
+def test_never_overwrites_an_input(tmp_path: Path, small_png: Path) -> None:
+    before = small_png.read_bytes()
+    result = realscale("upscale", str(small_png), "-o", str(small_png), "--model", MODEL)
+    assert result.returncode == 2
+    assert "is an input" in result.stderr
+    assert small_png.read_bytes() == before
+
+
+def _bomb_png(path: Path, width: int, height: int) -> None:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    body = zlib.compress(b"\0" * (width * 3 + 1) * 8)  # a few rows; the header lies
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body)
+                     + chunk(b"IEND", b""))
+
+
+def _float_tiff_with_nan(path: Path) -> None:
+    import tifffile
+
+    data = np.full((8, 8, 3), 0.5, np.float32)
+    data[2, 3, 1] = np.nan
+    tifffile.imwrite(path, data, photometric="rgb")
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "message"),
+    [
+        ("empty.png", lambda p: p.write_bytes(b""), "empty"),
+        ("text.png", lambda p: p.write_text("hello, I am text\n" * 20), "not"),
+        ("truncated.png", None, "truncated"),
+        ("bomb.png", lambda p: _bomb_png(p, 100_000, 100_000), "--max-pixels"),
+        ("nan.tif", _float_tiff_with_nan, "NaN"),
+        ("missing.png", lambda p: None, "does not exist"),
+    ],
+)
+def test_bad_input_one_line_nothing_written(tmp_path: Path, name, make, message) -> None:
+    source = tmp_path / name
+    if make is None:
+        real = data_file("realesrgan-inputs", "OST_009.png").read_bytes()
+        source.write_bytes(real[: len(real) // 2])
+    else:
+        make(source)
+    out = tmp_path / "out"
+    out.mkdir()
+    started = time.monotonic()
+    result = realscale("upscale", str(source), "-o", str(out), "--model", MODEL)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and name in lines[0] and message.lower() in lines[0].lower(), lines
+    assert "Traceback" not in result.stderr
+    assert list(out.iterdir()) == []
+    if name == "bomb.png":
+        assert time.monotonic() - started < 60  # refused from the header, not decoded
+
+
+def test_max_pixels_flag(tmp_path: Path, small_png: Path) -> None:
+    result = realscale("upscale", str(small_png), "-o", str(tmp_path / "o.png"),
+                       "--model", MODEL, "--max-pixels", "100")
+    assert result.returncode == 2 and "--max-pixels" in result.stderr
+
+
+def test_tiny_and_animated_inputs(tmp_path: Path) -> None:
+    one = tmp_path / "one.png"
+    Image.new("RGB", (1, 1), (10, 200, 30)).save(one)
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ("red", "green", "blue")]
+    gif = tmp_path / "anim.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = realscale("upscale", str(one), str(gif), "-o", str(out), "--model", MODEL)
+    assert result.returncode == 0, result.stderr
+    assert Image.open(out / "one.png").size == (4, 4)
+    assert Image.open(out / "anim.gif").size == (32, 32)
+    assert "only the first of 3 frames" in result.stderr
+
+
+def test_output_folder_missing_or_unwritable(tmp_path: Path, small_png: Path) -> None:
+    result = realscale("upscale", str(small_png), "-o", str(tmp_path / "nope" / "o.png"),
+                       "--model", MODEL)
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    # /proc refuses new files even for root: a real unwritable folder.
+    result = realscale("upscale", str(small_png), "-o", "/proc/realscale-test.png",
+                       "--model", MODEL)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "/proc/realscale-test.png" in result.stderr
+    assert not Path("/proc/realscale-test.png").exists()
+
+
+def test_scale_and_fit_flags(tmp_path: Path, small_png: Path) -> None:
+    out = tmp_path / "s.png"
+    assert realscale("upscale", str(small_png), "-o", str(out), "--model", MODEL,
+                     "--scale", "1.5").returncode == 0
+    assert Image.open(out).size == (60, 60)
+    assert realscale("upscale", str(small_png), "-o", str(out), "--model", MODEL,
+                     "--width", "100").returncode == 0
+    assert Image.open(out).size == (100, 100)
+
+
+def test_models_lists_catalogue() -> None:
+    result = realscale("models")
+    assert result.returncode == 0
+    for name in ("realesrgan-x4plus", "realesrgan-x4plus-anime", "realesr-animevideov3-x2"):
+        assert name in result.stdout
+    assert "BSD-3-Clause" in result.stdout and "embedded" in result.stdout
+
+
+def test_unknown_model_is_one_line(small_png: Path, tmp_path: Path) -> None:
+    result = realscale("upscale", str(small_png), "-o", str(tmp_path / "o.png"),
+                       "--model", "realesrgan-x4plu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "realesrgan-x4plus" in result.stderr
