@@ -1,0 +1,358 @@
+"""``realscale install``, ``uninstall`` and ``package``: host plug-ins in, out, and zipped.
+
+An install copies the manifest's files (and the vendored client) into the host's per-user
+folder, writes the worker config that points at this environment's Python, enables the
+plug-in where the host needs that (Krita's kritarc), and writes an install record of
+exactly what it did, so ``uninstall`` undoes exactly that and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import RealscaleError
+from .manifest import Manifest, directories, load_manifest
+from .paths import host_folders, kritarc_path
+
+RECORD_VERSION = 1
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+"""Fixed timestamps: the same sources give the same zip, byte for byte."""
+
+
+# -- small file helpers -----------------------------------------------------------------
+
+
+def write_json(path: Path, data: dict[str, Any], *, private: bool = False) -> str:
+    """Write ``data`` atomically (mode 600 when ``private``); returns the text written."""
+    text = json.dumps(data, indent=2) + "\n"
+    write_text(path, text, private=private)
+    return text
+
+
+def write_text(path: Path, text: str, *, private: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(text)
+    os.replace(temp, path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+
+
+# -- the worker config ------------------------------------------------------------------
+
+
+def _protocol() -> Any:
+    from ..worker import protocol
+
+    return protocol
+
+
+def default_config_path() -> Path:
+    return Path(_protocol().config_path())
+
+
+def records_dir() -> Path:
+    return Path(_protocol().config_dir()) / "installs"
+
+
+def worker_config(python: str, model_dirs: list[str] | None = None) -> dict[str, Any]:
+    """The config a host client needs to start this environment's worker."""
+    config: dict[str, Any] = {"version": _protocol().CONFIG_VERSION, "python": python}
+    extra = _pythonpath_needed(python)
+    if extra:
+        config["pythonpath"] = extra
+    if model_dirs:
+        config["model_dirs"] = [str(Path(d).expanduser().resolve()) for d in model_dirs]
+    return config
+
+
+def _pythonpath_needed(python: str) -> list[str]:
+    """The folder holding this realscale when ``python -m realscale`` would not find it by
+    itself (a source checkout that was not pip-installed), else nothing."""
+    here = Path(__file__).resolve().parents[1]
+    probe = ("import importlib.util as u; s = u.find_spec('realscale'); "
+             "print(s.origin if s and s.origin else '')")
+    try:
+        done = subprocess.run(
+            [python, "-c", probe], capture_output=True, text=True, timeout=60,
+            env=_protocol().client.worker_environment(), cwd=str(Path.home()), check=False)
+        found = done.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        found = ""
+    if found and Path(found).resolve().parent == here:
+        return []
+    return [str(here.parent)]
+
+
+# -- kritarc ----------------------------------------------------------------------------
+
+
+def set_ini_value(text: str, section: str, key: str, value: str) -> tuple[str, str | None]:
+    """Set ``key=value`` in ``[section]`` of a Qt INI text, keeping every other line.
+
+    Returns the new text and the previous value (None when the key was absent).
+    """
+    lines = text.splitlines()
+    header = f"[{section}]"
+    start = next((i for i, line in enumerate(lines) if line.strip() == header), None)
+    if start is None:
+        if lines and lines[-1].strip():
+            lines.append("")
+        lines += [header, f"{key}={value}"]
+        return "\n".join(lines) + "\n", None
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")),
+               len(lines))
+    for i in range(start + 1, end):
+        name, sep, old = lines[i].partition("=")
+        if sep and name.strip() == key:
+            lines[i] = f"{key}={value}"
+            return "\n".join(lines) + "\n", old.strip()
+    insert = end
+    while insert > start + 1 and not lines[insert - 1].strip():
+        insert -= 1  # keep the blank line before the next section
+    lines.insert(insert, f"{key}={value}")
+    return "\n".join(lines) + "\n", None
+
+
+def remove_ini_value(text: str, section: str, key: str) -> str:
+    lines = text.splitlines()
+    inside = False
+    kept = []
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("["):
+            inside = stripped == f"[{section}]"
+        elif inside and line.partition("=")[0].strip() == key and "=" in line:
+            continue
+        kept.append(line)
+    return "\n".join(kept) + ("\n" if kept else "")
+
+
+# -- install / uninstall ----------------------------------------------------------------
+
+
+@dataclass
+class InstallReport:
+    host: str
+    folder: Path
+    files: list[Path] = field(default_factory=list)
+    config: Path | None = None
+    kritarc: Path | None = None
+    record: Path | None = None
+
+
+def _record_path(host: str, folder: Path) -> Path:
+    key = hashlib.sha1(str(folder).encode("utf-8")).hexdigest()[:12]
+    return records_dir() / f"{host}-{key}.json"
+
+
+def records(host: str | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """Install records, optionally of one host: (record file, record)."""
+    folder = records_dir()
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and (host is None or record.get("host") == host):
+            found.append((path, record))
+    return found
+
+
+def install(host: str, *, dest: Path | None = None, plugins_root: Path | None = None,
+            config: Path | None = None, write_config: bool = True,
+            python: str | None = None, model_dirs: list[str] | None = None) -> list[InstallReport]:
+    """Install the host plug-in into ``dest`` (default: each of the host's folders)."""
+    manifest = load_manifest(host, plugins_root)
+    folders = [dest] if dest is not None else host_folders(host)
+    config_file = (config or default_config_path()) if write_config else None
+    config_data = worker_config(python or sys.executable, model_dirs) if write_config else None
+    reports = []
+    for folder in folders:
+        folder = Path(os.path.abspath(folder))
+        record_path = _record_path(host, folder)
+        if record_path.is_file():
+            uninstall_record(record_path, quiet=True)  # a reinstall replaces the old one
+        reports.append(_install_into(manifest, folder, record_path, config_file, config_data))
+    return reports
+
+
+def _install_into(manifest: Manifest, folder: Path, record_path: Path,
+                  config_file: Path | None, config_data: dict[str, Any] | None) -> InstallReport:
+    report = InstallReport(manifest.host, folder, record=record_path)
+    record: dict[str, Any] = {
+        "version": RECORD_VERSION, "host": manifest.host, "name": manifest.name,
+        "folder": str(folder), "realscale": __version__,
+        "installed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "files": [], "dirs": [], "kritarc": None, "config": None,
+    }
+    created: list[str] = []
+    for rel in [""] + directories([f.dest for f in manifest.files]):
+        target = folder / rel if rel else folder
+        missing = []
+        while not target.exists():
+            missing.append(target)
+            target = target.parent
+        for path in reversed(missing):
+            path.mkdir()
+            created.append(str(path))
+    record["dirs"] = created
+    try:
+        for item in manifest.files:
+            target = folder / item.dest
+            if target.is_dir():
+                msg = f"{target} is a folder; remove it or install elsewhere with --dest"
+                raise RealscaleError(msg)
+            shutil.copyfile(item.source, target)
+            mode = 0o755 if item.executable else 0o644
+            os.chmod(target, mode)
+            record["files"].append({"path": str(target), "sha256": _sha256(target)})
+            report.files.append(target)
+        if manifest.host == "krita":
+            rc = kritarc_path()
+            before = _read(rc) or ""
+            key = f"enable_{manifest.name}"
+            text, previous = set_ini_value(before, "python", key, "true")
+            if text != before:
+                write_text(rc, text)
+            record["kritarc"] = {"path": str(rc), "section": "python", "key": key,
+                                 "previous": previous}
+            report.kritarc = rc
+        if config_file is not None and config_data is not None:
+            previous_text = _read(config_file)
+            text = write_json(config_file, config_data, private=True)
+            record["config"] = {"path": str(config_file), "text": text,
+                                "previous": previous_text}
+            report.config = config_file
+    finally:
+        # Written even when a step failed: uninstall can always take back what was done.
+        write_json(record_path, record)
+    return report
+
+
+def uninstall(host: str, *, dest: Path | None = None) -> list[Path]:
+    """Remove what ``install`` put in place for ``host`` (only in ``dest`` when given)."""
+    found = records(host)
+    if dest is not None:
+        wanted = str(Path(os.path.abspath(dest)))
+        found = [(path, record) for path, record in found if record.get("folder") == wanted]
+    if not found:
+        where = f" in {dest}" if dest is not None else ""
+        msg = f"realscale has not installed the {host} plug-in{where} (no install record)"
+        raise RealscaleError(msg)
+    removed: list[Path] = []
+    for path, _record in found:
+        removed += uninstall_record(path)
+    return removed
+
+
+def uninstall_record(record_path: Path, quiet: bool = False) -> list[Path]:
+    """Undo one install record; returns the files removed."""
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    removed: list[Path] = []
+    for entry in record.get("files", []):
+        target = Path(entry["path"])
+        if target.is_file() or target.is_symlink():
+            if not quiet and target.is_file() and _sha256(target) != entry.get("sha256"):
+                print(f"realscale: {target} was changed since it was installed; "
+                      "removing it anyway", file=sys.stderr)
+            target.unlink()
+            removed.append(target)
+    for folder in sorted(map(Path, record.get("dirs", [])), key=lambda p: -len(p.parts)):
+        cache = folder / "__pycache__"
+        if cache.is_dir() and all(p.suffix == ".pyc" for p in cache.iterdir()):
+            shutil.rmtree(cache)  # the host compiled our modules there
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # not empty: something else lives there now
+    rc = record.get("kritarc")
+    if rc:
+        _restore_kritarc(rc)
+    config = record.get("config")
+    record_path.unlink()
+    if config:
+        _restore_config(config)
+    return removed
+
+
+def _restore_kritarc(rc: dict[str, Any]) -> None:
+    path = Path(rc["path"])
+    text = _read(path)
+    if text is None:
+        return
+    if rc.get("previous") is None:
+        new = remove_ini_value(text, rc["section"], rc["key"])
+    else:
+        new, _ = set_ini_value(text, rc["section"], rc["key"], rc["previous"])
+    if new != text:
+        write_text(path, new)
+
+
+def _restore_config(config: dict[str, Any]) -> None:
+    path = Path(config["path"])
+    if any((r.get("config") or {}).get("path") == str(path) for _p, r in records()):
+        return  # another installed host still uses it
+    current = _read(path)
+    if current != config.get("text"):
+        return  # changed since: the user's now
+    previous = config.get("previous")
+    if previous is not None and previous != current:
+        write_text(path, previous, private=True)
+    else:
+        path.unlink()
+
+
+# -- package ----------------------------------------------------------------------------
+
+
+def package(host: str, output: Path, *, plugins_root: Path | None = None) -> Path:
+    """Build ``realscale-HOST-VERSION.zip`` in ``output``: the files at their ``dest`` paths,
+    with an entry for every folder (Krita's importer finds nothing without them)."""
+    manifest = load_manifest(host, plugins_root)
+    output.mkdir(parents=True, exist_ok=True)
+    target = output / f"realscale-{host}-{__version__}.zip"
+    temp = target.with_name(target.name + ".tmp")
+    with zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for folder in directories([f.dest for f in manifest.files]):
+            info = zipfile.ZipInfo(folder + "/", ZIP_DATE)
+            info.create_system = 3  # unix: keep the mode bits below
+            info.external_attr = (0o40755 << 16) | 0x10
+            archive.writestr(info, b"")
+        for item in manifest.files:
+            info = zipfile.ZipInfo(item.dest, ZIP_DATE)
+            info.create_system = 3
+            info.external_attr = (0o100755 if item.executable else 0o100644) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, item.source.read_bytes())
+    os.replace(temp, target)
+    return target

@@ -1,0 +1,118 @@
+"""Host plug-in manifests: ``plugins/<host>/manifest.json`` says which files a host gets.
+
+Schema v1 (see docs/install.md)::
+
+    {"version": 1, "host": "gimp", "name": "realscale-upscale",
+     "files": [{"src": "realscale-upscale/realscale-upscale.py",
+                "dest": "realscale-upscale/realscale-upscale.py", "executable": true}],
+     "client_dest": "realscale-upscale/realscale_client.py"}
+
+``src`` is relative to ``plugins/<host>/``; ``dest`` and ``client_dest`` are relative to the
+host's per-user plug-in folder, and to the root of the zip ``realscale package`` builds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ..errors import RealscaleError
+from .paths import HOSTS, client_file, plugins_root
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PluginFile:
+    source: Path
+    """Absolute path of the file to copy."""
+    dest: str
+    """POSIX path relative to the host folder (and the zip root)."""
+    executable: bool = False
+
+
+@dataclass(frozen=True)
+class Manifest:
+    host: str
+    name: str
+    """The plug-in's name (Krita: the pykrita module, enabled as ``enable_NAME`` in kritarc)."""
+    files: tuple[PluginFile, ...]
+    """The host's own files, then the vendored client."""
+    path: Path
+
+
+def _relative(value: object, where: str, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        msg = f"{where}: {field!r} must be a non-empty relative path"
+        raise RealscaleError(msg)
+    path = PurePosixPath(value.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or ":" in path.parts[0]:
+        msg = f"{where}: {field!r} must stay inside the folder, got {value!r}"
+        raise RealscaleError(msg)
+    return str(path)
+
+
+def load_manifest(host: str, root: Path | None = None) -> Manifest:
+    """Read and check ``plugins/<host>/manifest.json``."""
+    if host not in HOSTS:
+        msg = f"unknown host {host!r}; choose one of {', '.join(HOSTS)}"
+        raise RealscaleError(msg)
+    root = root or plugins_root()
+    folder = root / host
+    path = folder / "manifest.json"
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        msg = f"the {host} plug-in is not part of this realscale (no {path})"
+        raise RealscaleError(msg) from None
+    except (OSError, ValueError) as exc:
+        msg = f"{path} cannot be read ({exc}); reinstall realscale"
+        raise RealscaleError(msg) from None
+    where = str(path)
+    if not isinstance(raw, dict) or raw.get("version") != MANIFEST_VERSION:
+        msg = f"{where}: expected an object with version {MANIFEST_VERSION}"
+        raise RealscaleError(msg)
+    if raw.get("host") != host:
+        msg = f"{where}: 'host' must be {host!r}, got {raw.get('host')!r}"
+        raise RealscaleError(msg)
+    name = raw.get("name")
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name:
+        msg = f"{where}: 'name' must be a plain plug-in name, got {name!r}"
+        raise RealscaleError(msg)
+    entries = raw.get("files")
+    if not isinstance(entries, list) or not entries:
+        msg = f"{where}: 'files' must be a non-empty list"
+        raise RealscaleError(msg)
+    files: list[PluginFile] = []
+    for index, entry in enumerate(entries):
+        label = f"{where} files[{index}]"
+        if not isinstance(entry, dict):
+            msg = f"{label}: expected an object with 'src' and 'dest'"
+            raise RealscaleError(msg)
+        src = folder / _relative(entry.get("src"), label, "src")
+        if not src.is_file():
+            msg = f"{label}: {src} does not exist"
+            raise RealscaleError(msg)
+        executable = entry.get("executable", False)
+        if not isinstance(executable, bool):
+            msg = f"{label}: 'executable' must be true or false"
+            raise RealscaleError(msg)
+        files.append(PluginFile(src, _relative(entry.get("dest"), label, "dest"), executable))
+    client_dest = _relative(raw.get("client_dest"), where, "client_dest")
+    files.append(PluginFile(client_file(root), client_dest))
+    dests = [f.dest for f in files]
+    if len(set(dests)) != len(dests):
+        msg = f"{where}: two files go to the same place ({sorted(dests)})"
+        raise RealscaleError(msg)
+    return Manifest(host, name, tuple(files), path)
+
+
+def directories(dests: list[str]) -> list[str]:
+    """Every folder the given relative paths need, parents first (``a/``, ``a/b/``)."""
+    found: set[str] = set()
+    for dest in dests:
+        for parent in PurePosixPath(dest).parents:
+            if str(parent) != ".":
+                found.add(str(parent))
+    return sorted(found, key=lambda d: (d.count("/"), d))

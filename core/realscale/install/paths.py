@@ -1,0 +1,111 @@
+"""Where things are: the host plug-in sources, and each host's per-user folders.
+
+Only the standard library, and no torch: ``realscale install`` and ``doctor`` start fast.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import sys
+from pathlib import Path
+
+from ..errors import RealscaleError
+
+HOSTS = ("gimp", "krita", "resolve")
+_PLUGINS_PACKAGE = "realscale.plugins_data"
+"""The installed copy of the repository's plugins/ folder (package data of the wheel)."""
+
+
+def plugins_root() -> Path:
+    """The ``plugins/`` folder: $REALSCALE_PLUGINS_DIR, else the installed package data,
+    else the source tree's ``plugins/`` beside ``core/``."""
+    override = os.environ.get("REALSCALE_PLUGINS_DIR")
+    if override:
+        return Path(override)
+    candidates = []
+    try:
+        resource = importlib.resources.files(_PLUGINS_PACKAGE)
+        candidates.append(Path(str(resource)))
+    except (ImportError, TypeError, AttributeError, ValueError):
+        pass  # not installed as a wheel: the source tree
+    candidates.append(Path(__file__).resolve().parents[3] / "plugins")
+    for candidate in candidates:
+        if (candidate / "common" / "realscale_client.py").is_file():
+            return candidate
+    msg = (
+        f"the host plug-in files are missing (looked in {', '.join(map(str, candidates))}); "
+        "reinstall realscale"
+    )
+    raise RealscaleError(msg)
+
+
+def client_file(root: Path | None = None) -> Path:
+    """The host client module every plug-in vendors (and the worker loads its framing from)."""
+    return (root or plugins_root()) / "common" / "realscale_client.py"
+
+
+def _home() -> Path:
+    return Path(os.path.expanduser("~"))
+
+
+def _appdata() -> Path:
+    return Path(os.environ.get("APPDATA") or _home() / "AppData" / "Roaming")
+
+
+def _xdg(variable: str, default: str) -> Path:
+    value = os.environ.get(variable, "")
+    # The XDG spec says a relative value is invalid and must be ignored.
+    return Path(value) if value and os.path.isabs(value) else _home() / default
+
+
+def host_folders(host: str, platform: str | None = None) -> list[Path]:
+    """The per-user plug-in folders ``realscale install HOST`` writes to.
+
+    GIMP may have two on Linux: the Flatpak's (when the Flatpak has run once) and the
+    native one (when it exists, or when there is no Flatpak).
+    """
+    platform = platform or sys.platform
+    if host == "gimp":
+        if os.environ.get("GIMP3_DIRECTORY"):
+            return [Path(os.environ["GIMP3_DIRECTORY"]) / "plug-ins"]
+        if platform == "win32":
+            return [_appdata() / "GIMP" / "3.0" / "plug-ins"]
+        if platform == "darwin":
+            return [_home() / "Library" / "Application Support" / "GIMP" / "3.0" / "plug-ins"]
+        native = _xdg("XDG_CONFIG_HOME", ".config") / "GIMP" / "3.0"
+        flatpak_app = _home() / ".var" / "app" / "org.gimp.GIMP"
+        folders = []
+        if flatpak_app.is_dir():
+            folders.append(flatpak_app / "config" / "GIMP" / "3.0" / "plug-ins")
+        if native.is_dir() or not folders:
+            folders.insert(0, native / "plug-ins")
+        return folders
+    if host == "krita":
+        if platform == "win32":
+            return [_appdata() / "krita" / "pykrita"]
+        if platform == "darwin":
+            return [_home() / "Library" / "Application Support" / "krita" / "pykrita"]
+        return [_xdg("XDG_DATA_HOME", ".local/share") / "krita" / "pykrita"]
+    if host == "resolve":
+        if platform == "win32":
+            base = _appdata() / "Blackmagic Design" / "DaVinci Resolve" / "Support"
+        elif platform == "darwin":
+            base = (_home() / "Library" / "Application Support" / "Blackmagic Design"
+                    / "DaVinci Resolve")
+        else:
+            base = _home() / ".local" / "share" / "DaVinciResolve"
+        return [base / "Fusion" / "Scripts" / "Edit"]
+    msg = f"unknown host {host!r}; choose one of {', '.join(HOSTS)}"
+    raise RealscaleError(msg)
+
+
+def kritarc_path(platform: str | None = None) -> Path:
+    """Krita's per-user settings file (Qt's generic config location)."""
+    platform = platform or sys.platform
+    if platform == "win32":
+        local = os.environ.get("LOCALAPPDATA") or str(_home() / "AppData" / "Local")
+        return Path(local) / "kritarc"
+    if platform == "darwin":
+        return _home() / "Library" / "Preferences" / "kritarc"
+    return _xdg("XDG_CONFIG_HOME", ".config") / "kritarc"

@@ -1,0 +1,6 @@
+"""The realscale worker: a long-lived process that hosts (GIMP, Krita, Resolve) call.
+
+``protocol`` holds the framing (loaded from the host client, its one source), ``server``
+the request loop, ``commands`` the ``worker``, ``install``, ``uninstall``, ``package`` and
+``doctor`` sub-commands.
+"""
