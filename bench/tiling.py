@@ -49,7 +49,7 @@ def main() -> None:
     print(f"{args.model} on {args.image} {args.size}x{args.size}, tile {args.tile}")
     print(f"  untiled: {time.perf_counter() - started:.1f}s")
     for label, kwargs in (
-        ("realscale (context %d, overlap 8, blended)" % model.tile_context, {}),
+        (f"realscale (context {model.tile_context}, overlap 8, blended)", {}),
         ("upstream-style (pad 10, hard crop)", {"context": 10, "overlap": 0}),
     ):
         started = time.perf_counter()
