@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from ...descriptor import ModelDescriptor
 from ...errors import UnsupportedModelError
 from ..detect import StateDict, count_indexed, has_all
@@ -48,9 +50,10 @@ def load(state: StateDict, name: str) -> ModelDescriptor:
         "num_in_ch": num_in_ch, "num_out_ch": num_out_ch, "num_feat": num_feat,
         "num_conv": num_conv, "upscale": upscale, "act_type": act_type,
     }
-    network = SRVGGNetCompact(**params)  # type: ignore[arg-type]
+    with torch.device("meta"):
+        network = SRVGGNetCompact(**params)  # type: ignore[arg-type]
     try:
-        network.load_state_dict(dict(state), strict=True)
+        network.load_state_dict(dict(state), strict=True, assign=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         msg = f"{name}: the SRVGGNetCompact tensors do not fit together ({first})"
