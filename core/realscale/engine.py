@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -26,7 +27,7 @@ class Engine:
         self.placement = placement
         self.precision = placement.precision
         self._fallback = placement.fallback_fp32
-        self._network = model.network.to(placement.device, dtype=placement.dtype).eval()
+        self._network = _placed(model.network, placement.device, placement.dtype)
 
     @property
     def device(self) -> torch.device:
@@ -50,9 +51,11 @@ class Engine:
         return result
 
     def _switch_precision(self, precision: str) -> None:
+        # From the descriptor's float32 weights: converting the half-precision copy back would
+        # keep its rounding.
         self.precision = precision
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-        self._network = self._network.to(dtype=dtype)
+        self._network = _placed(self.model.network, self.device, dtype)
 
     def _forward(self, batch: np.ndarray, precision: str) -> np.ndarray:
         dtype = next(self._network.parameters()).dtype
@@ -95,3 +98,11 @@ class Engine:
         # Past this, bigger CPU tiles do not run faster; they only cost memory.
         ceiling = 1024 if cpu else 2048
         return max(32, min(ceiling, side // 8 * 8))
+
+
+def _placed(network: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """The network on ``device`` in ``dtype``, leaving the descriptor's float32 CPU copy as it
+    is (several engines may share one loaded model)."""
+    if device.type == "cpu" and dtype == torch.float32:
+        return network.eval()
+    return copy.deepcopy(network).to(device, dtype=dtype).eval()
