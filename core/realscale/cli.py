@@ -120,10 +120,11 @@ def _cmd_models(_args: argparse.Namespace) -> int:
 
 def _cmd_download(args: argparse.Namespace) -> int:
     from . import catalogue
+    from .download import ensure_weights
 
     for name in args.names:
         entry = catalogue.get(name)
-        path = catalogue.ensure_weights(entry, allow_download=True)
+        path = ensure_weights(entry, allow_download=True)
         print(f"{entry.name}: {path}")
     return EXIT_OK
 

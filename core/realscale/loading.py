@@ -7,6 +7,7 @@ from pathlib import Path
 
 from . import catalogue
 from .descriptor import ModelDescriptor
+from .download import ensure_weights
 from .errors import ModelError
 from .registry import load_state_dict_model
 from .weights.ncnn import read_ncnn
@@ -30,19 +31,24 @@ def load_model(spec: str | os.PathLike[str], *, allow_download: bool = False) ->
 
         return load_model_file(path)
     entry = catalogue.get(text)
-    for source in entry.sources:
-        if isinstance(source, catalogue.PackageSource):
-            param, weights = catalogue.package_files(source)
-            ncnn = read_ncnn(param, weights)
-            model = load_state_dict_model(ncnn.state, entry.name)
-            _apply_post_resize(model, ncnn.post_resize or source.post_resize)
-            model.source = f"{source.package}: {param.name}"
-            return model
-    weights_path = catalogue.ensure_weights(entry, allow_download=allow_download)
+    weights = ensure_weights(entry, allow_download=allow_download)
     from .weights import load_model_file
 
-    model = load_model_file(Path(str(weights_path)))
-    model.name = entry.name
+    if isinstance(weights, tuple):
+        param, bin_path = weights
+        ncnn = read_ncnn(param, bin_path)
+        model = load_state_dict_model(ncnn.state, entry.name)
+        _apply_post_resize(model, ncnn.post_resize)
+        model.source = f"embedded: {param.name}"
+    else:
+        model = load_model_file(weights)
+        model.name = entry.name
+    if model.scale != entry.scale:
+        msg = (
+            f"the weights of {entry.name} give x{model.scale}, the catalogue says "
+            f"x{entry.scale}; reinstall realscale or delete {weights} and download it again"
+        )
+        raise ModelError(msg)
     return model
 
 
