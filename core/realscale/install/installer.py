@@ -8,6 +8,7 @@ exactly what it did, so ``uninstall`` undoes exactly that and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -244,11 +245,14 @@ def _install_into(manifest: Manifest, folder: Path, record_path: Path,
             text, previous = set_ini_value(before, "python", key, "true")
             if text != before:
                 write_text(rc, text)
+            # Another install (--dest) enabled it already: keep the value from before both.
+            earlier = _shared(record_path, "kritarc", str(rc))
             record["kritarc"] = {"path": str(rc), "section": "python", "key": key,
-                                 "previous": previous}
+                                 "previous": earlier["previous"] if earlier else previous}
             report.kritarc = rc
         if config_file is not None and config_data is not None:
-            previous_text = _read(config_file)
+            earlier = _shared(record_path, "config", str(config_file))
+            previous_text = earlier["previous"] if earlier else _read(config_file)
             text = write_json(config_file, config_data, private=True)
             record["config"] = {"path": str(config_file), "text": text,
                                 "previous": previous_text}
@@ -257,6 +261,15 @@ def _install_into(manifest: Manifest, folder: Path, record_path: Path,
         # Written even when a step failed: uninstall can always take back what was done.
         write_json(record_path, record)
     return report
+
+
+def _shared(record_path: Path, key: str, path: str) -> dict[str, Any] | None:
+    """The ``key`` entry (kritarc or config) of another install record on the same file."""
+    for other_path, other in records():
+        entry = other.get(key)
+        if other_path != record_path and isinstance(entry, dict) and entry.get("path") == path:
+            return entry
+    return None
 
 
 def uninstall(host: str, *, dest: Path | None = None) -> list[Path]:
@@ -291,22 +304,23 @@ def uninstall_record(record_path: Path, quiet: bool = False) -> list[Path]:
         cache = folder / "__pycache__"
         if cache.is_dir() and all(p.suffix == ".pyc" for p in cache.iterdir()):
             shutil.rmtree(cache)  # the host compiled our modules there
-        try:
+        with contextlib.suppress(OSError):  # not empty: something else lives there now
             folder.rmdir()
-        except OSError:
-            pass  # not empty: something else lives there now
-    rc = record.get("kritarc")
-    if rc:
-        _restore_kritarc(rc)
-    config = record.get("config")
-    record_path.unlink()
-    if config:
-        _restore_config(config)
+    record_path.unlink()  # first: the restores below look for other installs' records
+    if record.get("kritarc"):
+        _restore_kritarc(record["kritarc"])
+    if record.get("config"):
+        _restore_config(record["config"])
+    for folder in (record_path.parent, record_path.parent.parent):
+        with contextlib.suppress(OSError):  # left only while something else is in them
+            folder.rmdir()
     return removed
 
 
 def _restore_kritarc(rc: dict[str, Any]) -> None:
     path = Path(rc["path"])
+    if any((r.get("kritarc") or {}).get("path") == str(path) for _p, r in records()):
+        return  # another install still needs the plug-in enabled
     text = _read(path)
     if text is None:
         return

@@ -9,6 +9,7 @@ Schema v1 (see docs/install.md)::
 
 ``src`` is relative to ``plugins/<host>/``; ``dest`` and ``client_dest`` are relative to the
 host's per-user plug-in folder, and to the root of the zip ``realscale package`` builds.
+``client_dest`` may be null for a plug-in that does not use the client.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Manifest:
     name: str
     """The plug-in's name (Krita: the pykrita module, enabled as ``enable_NAME`` in kritarc)."""
     files: tuple[PluginFile, ...]
-    """The host's own files, then the vendored client."""
+    """The host's own files, then the vendored client (unless ``client_dest`` is null)."""
     path: Path
 
 
@@ -99,8 +100,9 @@ def load_manifest(host: str, root: Path | None = None) -> Manifest:
             msg = f"{label}: 'executable' must be true or false"
             raise RealscaleError(msg)
         files.append(PluginFile(src, _relative(entry.get("dest"), label, "dest"), executable))
-    client_dest = _relative(raw.get("client_dest"), where, "client_dest")
-    files.append(PluginFile(client_file(root), client_dest))
+    if raw.get("client_dest") is not None:  # null: the plug-in does not use the client
+        client_dest = _relative(raw.get("client_dest"), where, "client_dest")
+        files.append(PluginFile(client_file(root), client_dest))
     dests = [f.dest for f in files]
     if len(set(dests)) != len(dests):
         msg = f"{where}: two files go to the same place ({sorted(dests)})"

@@ -5,7 +5,7 @@ Only the standard library, and no torch: ``realscale install`` and ``doctor`` st
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -25,10 +25,11 @@ def plugins_root() -> Path:
         return Path(override)
     candidates = []
     try:
-        resource = importlib.resources.files(_PLUGINS_PACKAGE)
-        candidates.append(Path(str(resource)))
-    except (ImportError, TypeError, AttributeError, ValueError):
-        pass  # not installed as a wheel: the source tree
+        spec = importlib.util.find_spec(_PLUGINS_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None  # not installed as a wheel: the source tree
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(location) for location in spec.submodule_search_locations]
     candidates.append(Path(__file__).resolve().parents[3] / "plugins")
     for candidate in candidates:
         if (candidate / "common" / "realscale_client.py").is_file():

@@ -8,7 +8,7 @@ one lock, so a progress event never lands inside a result's pixel data.
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import hmac
 import json
 import logging
@@ -19,7 +19,7 @@ import stat
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -29,111 +29,25 @@ import numpy as np
 from .. import __version__
 from ..errors import Cancelled, ModelError, OutOfMemoryError, RealscaleError
 from . import protocol as p
+from .models import ModelCache
 
 log = logging.getLogger(__name__)
 
 MAX_PIXELS = 1 << 30
 """Largest input a request may announce (width x height), against absurd allocations."""
-WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".param")
-_DTYPES = {"u8": np.dtype("u1"), "u16": np.dtype("<u2"), "f16": np.dtype("<f2"),
-           "f32": np.dtype("<f4")}
-_WORK = {"u8": np.dtype(np.uint8), "u16": np.dtype(np.uint16), "f16": np.dtype(np.float32),
-         "f32": np.dtype(np.float32)}
+_DTYPES: dict[str, np.dtype[Any]] = {
+    "u8": np.dtype("u1"), "u16": np.dtype("<u2"), "f16": np.dtype("<f2"), "f32": np.dtype("<f4"),
+}
+_WORK: dict[str, np.dtype[Any]] = {
+    "u8": np.dtype(np.uint8), "u16": np.dtype(np.uint16), "f16": np.dtype(np.float32),
+    "f32": np.dtype(np.float32),
+}
 """What the Upscaler gets for each wire depth (f16 runs as float32)."""
 _BGR = {3: [2, 1, 0], 4: [2, 1, 0, 3]}
 
 
 class RequestError(RealscaleError):
     """A request the worker cannot serve as sent (bad fields, busy, unknown type)."""
-
-
-# -- models -----------------------------------------------------------------------------
-
-
-class ModelCache:
-    """Upscalers by (model, device, precision), most recently used kept; thread-safe."""
-
-    def __init__(self, model_dirs: Sequence[str | os.PathLike[str]] = (), keep: int = 3) -> None:
-        self.model_dirs = [Path(d).expanduser().resolve() for d in model_dirs]
-        self.keep = max(1, keep)
-        self._items: collections.OrderedDict[tuple[str, str, str], Any] = (
-            collections.OrderedDict())
-        self.lock = threading.Lock()
-        """Held around each upscale: one network at a time, whatever the number of sessions."""
-
-    def resolve(self, spec: str) -> str:
-        """A catalogue name, or the real path of a weights file inside a model folder.
-
-        Paths in a request are never followed outside the configured model folders: a host
-        (or anything that can write to the worker) cannot make it unpickle arbitrary files.
-        """
-        from .. import catalogue
-
-        text = spec.strip()
-        if not text:
-            raise ModelError("The request names no model.")
-        is_path = any(sep in text for sep in ("/", "\\")) or text.lower().endswith(
-            WEIGHT_SUFFIXES + (".bin",))
-        if not is_path:
-            return catalogue.get(text).name
-        if not self.model_dirs:
-            msg = (
-                f"Model files such as {text!r} can only be used from a model folder; start the "
-                "worker with --model-dir DIR (or `realscale install --model-dir DIR`)."
-            )
-            raise ModelError(msg)
-        candidates = [Path(text)] if os.path.isabs(text) else [d / text for d in self.model_dirs]
-        for candidate in candidates:
-            real = candidate.resolve()
-            inside = any(real.is_relative_to(folder) for folder in self.model_dirs)
-            if inside and real.is_file():
-                return str(real)
-        folders = ", ".join(map(str, self.model_dirs))
-        msg = f"Model file {text!r} is not in a model folder ({folders}); copy it there."
-        raise ModelError(msg)
-
-    def get(self, spec: str, device: str, precision: str, allow_download: bool) -> Any:
-        from ..upscale import Upscaler
-
-        key = (self.resolve(spec), device, precision)
-        upscaler = self._items.get(key)
-        if upscaler is None:
-            upscaler = Upscaler(key[0], device=device, precision=precision,
-                                allow_download=allow_download)
-            self._items[key] = upscaler
-            while len(self._items) > self.keep:
-                self._items.popitem(last=False)
-        self._items.move_to_end(key)
-        return upscaler
-
-    def loaded(self) -> list[dict[str, str]]:
-        return [{"model": m, "device": d, "precision": pr} for m, d, pr in self._items]
-
-    def catalogue(self) -> list[dict[str, Any]]:
-        from .. import catalogue
-
-        rows: list[dict[str, Any]] = []
-        for entry in catalogue.entries():
-            cached = any(
-                isinstance(s, catalogue.UrlSource) and (catalogue.cache_dir() / s.filename).is_file()
-                for s in entry.sources
-            )
-            rows.append({
-                "name": entry.name, "scale": entry.scale, "architecture": entry.architecture,
-                "embedded": entry.embedded, "default": entry.default, "licence": entry.licence,
-                "description": entry.description, "available": entry.embedded or cached,
-            })
-        for folder in self.model_dirs:
-            if not folder.is_dir():
-                continue
-            for path in sorted(folder.iterdir()):
-                if path.is_file() and path.suffix.lower() in WEIGHT_SUFFIXES:
-                    rows.append({
-                        "name": path.name, "scale": None, "architecture": None,
-                        "embedded": False, "default": False, "licence": None,
-                        "description": f"user weights in {folder}", "available": True,
-                    })
-        return rows
 
 
 # -- pixels -----------------------------------------------------------------------------
@@ -191,7 +105,7 @@ def result_bands(image: np.ndarray, depth: str, order: str) -> Any:
         if order == "bgr" and channels >= 3:
             band = band[..., _BGR[channels]]
         band = np.ascontiguousarray(band, dtype=_DTYPES[depth])
-        yield memoryview(band).cast("B")
+        yield band.data.cast("B")
 
 
 def peak_rss() -> int | None:
@@ -345,6 +259,7 @@ class Session:
         except MemoryError:
             self.error(request_id, "out_of_memory",
                        "There is not enough memory for this image in the worker.")
+            self.upload = Upload(request, np.empty(0, np.uint8), -expected)  # discard its data
             return
         self.upload = Upload(request, buffer)
 
@@ -367,7 +282,7 @@ class Session:
             self.error(upload.request.get("id"), "bad_request",
                        "The request sent more pixel data than it announced.")
             return
-        self.reader.readinto(memoryview(upload.buffer)[upload.received : end])
+        self.reader.readinto(upload.buffer.data[upload.received : end])
         upload.received = end
         if end == upload.buffer.size:
             self.upload = None
@@ -505,17 +420,6 @@ def parse_listen(text: str) -> tuple[str, int]:
     return "127.0.0.1", port
 
 
-def write_private_json(path: Path, data: dict[str, Any]) -> None:
-    """Write a JSON file only this user can read (it may hold a token)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-    os.replace(temp, path)
-
-
 def serve_tcp(cache: ModelCache, listen: str, config_out: Path | None = None) -> int:
     """Serve connections on 127.0.0.1 that present the session's token.
 
@@ -532,18 +436,24 @@ def serve_tcp(cache: ModelCache, listen: str, config_out: Path | None = None) ->
     bound_host, bound_port = server.getsockname()[:2]
     address = f"{bound_host}:{bound_port}"
     if config_out is not None:
-        write_private_json(config_out, {"version": p.CONFIG_VERSION, "address": address,
-                                        "token": token})
+        from ..install.installer import write_json
+
+        write_json(config_out, {"version": p.CONFIG_VERSION, "address": address,
+                                "token": token}, private=True)
     print(json.dumps({"address": address, "token": token, "pid": os.getpid()}), flush=True)
     stop = threading.Event()
     if _stdin_is_pipe():
-        threading.Thread(target=_watch_stdin, args=(stop, server), daemon=True).start()
+        threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
+    server.settimeout(0.5)  # accept() is not woken by a close from another thread
     try:
         while not stop.is_set():
             try:
                 conn, _peer = server.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 break
+            conn.settimeout(None)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=_serve_connection, args=(conn, cache, token),
                              name="realscale-connection", daemon=True).start()
@@ -561,10 +471,8 @@ def _serve_connection(conn: socket.socket, cache: ModelCache, token: str) -> Non
             pass
         finally:
             for stream in (wfile, rfile):
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass
 
 
 def _stdin_is_pipe() -> bool:
@@ -575,11 +483,10 @@ def _stdin_is_pipe() -> bool:
     return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
-def _watch_stdin(stop: threading.Event, server: socket.socket) -> None:
+def _watch_stdin(stop: threading.Event) -> None:
     try:
         while os.read(0, 65536):
             pass
     except OSError:
         pass
     stop.set()
-    server.close()

@@ -1,0 +1,113 @@
+"""``realscale doctor``: print what this machine has, for bug reports and set-up checks."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .. import __version__
+from ..errors import RealscaleError
+from .paths import HOSTS, host_folders, kritarc_path, plugins_root
+
+
+def _gib(value: float) -> str:
+    return f"{value / (1 << 30):.1f} GiB"
+
+
+def report(out: Callable[[str], None] = print) -> int:
+    """Print the report; returns how many problems were found."""
+    problems = 0
+    out(f"realscale {__version__}")
+    out(f"Python     {sys.version.split()[0]} at {sys.executable} ({platform.platform()})")
+
+    out("\nCompute")
+    try:
+        import torch
+
+        from ..devices import _available_ram
+
+        out(f"  torch      {torch.__version__}")
+        out(f"  CPU        {torch.get_num_threads()} threads, {_gib(_available_ram())} RAM free")
+        if torch.cuda.is_available():
+            for index in range(torch.cuda.device_count()):
+                free, total = torch.cuda.mem_get_info(index)
+                out(f"  cuda:{index}     {torch.cuda.get_device_name(index)}, "
+                    f"{_gib(free)} free of {_gib(total)}")
+        else:
+            out("  CUDA       not available")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            out("  mps        available")
+        from ..devices import choose
+
+        out(f"  auto       {choose().device} ({choose().precision})")
+    except ImportError as exc:
+        problems += 1
+        out(f"  torch      MISSING ({exc}): pip install torch in this environment")
+
+    out("\nWorker config")
+    from ..worker import protocol
+
+    config_file = Path(protocol.config_path())
+    try:
+        config = protocol.read_config(str(config_file), "gimp|krita|resolve")
+        config.pop("_path", None)
+        out(f"  {config_file}")
+        out(f"  {json.dumps({k: v for k, v in config.items() if k != 'token'})}")
+        python = config.get("python")
+        if python and not Path(python).is_file():
+            problems += 1
+            out(f"  PROBLEM: {python} does not exist; run `realscale install <host>` again")
+    except protocol.client.WorkerError as exc:
+        out(f"  none: {exc}")
+
+    out("\nHost plug-in folders")
+    from .installer import records
+
+    installed = {Path(r.get("folder", "")): r for _p, r in records()}
+    for host in HOSTS:
+        for folder in host_folders(host):
+            state = "exists" if folder.is_dir() else "absent"
+            record = installed.get(folder)
+            if record:
+                missing = [f["path"] for f in record.get("files", [])
+                           if not Path(f["path"]).is_file()]
+                state += (f", realscale {record.get('realscale')} installed "
+                          f"{record.get('installed', '')}")
+                if missing:
+                    problems += 1
+                    state += f", {len(missing)} file(s) MISSING"
+            out(f"  {host:8s} {folder} ({state})")
+    out(f"  kritarc  {kritarc_path()}")
+    others = [r for folder, r in installed.items()
+              if all(folder not in host_folders(h) for h in HOSTS)]
+    for record in others:
+        out(f"  {record.get('host'):8s} {record.get('folder')} (installed with --dest)")
+    try:
+        out(f"  sources  {plugins_root()}")
+    except RealscaleError as exc:
+        problems += 1
+        out(f"  sources  MISSING: {exc}")
+
+    out("\nModels")
+    try:
+        from .. import catalogue
+
+        for entry in catalogue.entries():
+            cached = any(
+                (catalogue.cache_dir() / s.filename).is_file()
+                for s in entry.sources if isinstance(s, catalogue.UrlSource)
+            )
+            where = "embedded" if entry.embedded else ("downloaded" if cached else "not downloaded")
+            mark = "*" if entry.default else " "
+            out(f" {mark}{entry.name:26s} x{entry.scale}  {where}")
+        out(f"  cache      {catalogue.cache_dir()}")
+    except RealscaleError as exc:
+        problems += 1
+        out(f"  PROBLEM: {exc}")
+    if problems:
+        out(f"\n{problems} problem(s) found.")
+    return problems

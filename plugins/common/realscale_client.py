@@ -1,0 +1,769 @@
+"""realscale's host client: talk to a `realscale worker` from GIMP, Krita or Resolve.
+
+Standard library only, Python 3.8 to 3.13: each host plug-in vendors this one file. It is
+also the one source of the wire protocol: the worker (``realscale.worker.protocol``) loads
+the framing from this very file, so the two sides cannot drift apart. The bytes on the wire
+are described in ``docs/worker-protocol.md``; the API in ``docs/worker-client.md``.
+
+A client is not thread-safe: call it from one thread (hosts call it from their main
+thread). Progress and cancel callbacks run in that thread.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import itertools
+import json
+import os
+import queue
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "FrameError",
+    "FrameReader",
+    "PixelLayout",
+    "UpscaleResult",
+    "WorkerCancelled",
+    "WorkerClient",
+    "WorkerCrashed",
+    "WorkerError",
+    "WorkerNotInstalled",
+    "WorkerOutOfMemory",
+    "config_path",
+    "read_config",
+]
+
+# ---------------------------------------------------------------------------------------
+# The framing (shared with the worker)
+# ---------------------------------------------------------------------------------------
+
+PROTOCOL_VERSION = 1
+MAGIC = b"\x89RSW"
+HEADER = struct.Struct(">4sBcxxI")
+"""magic, protocol version, kind (J = JSON message, D = pixel data), 2 zero bytes, length."""
+KIND_JSON = b"J"
+KIND_DATA = b"D"
+MAX_JSON = 1 << 20
+"""Largest JSON message, in bytes."""
+MAX_DATA = 16 << 20
+"""Largest pixel data frame, in bytes."""
+CHUNK = 4 << 20
+"""Size of the pixel data frames both sides send."""
+DEPTHS = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}
+"""Bytes per sample of each pixel depth (all little-endian)."""
+ORDERS = ("rgb", "bgr")
+
+
+class FrameError(Exception):
+    """Bytes that are not a well-formed frame; the stream stays usable after it."""
+
+
+def pack_json(message: dict[str, Any]) -> bytes:
+    """One JSON frame, header included."""
+    body = json.dumps(message, separators=(",", ":")).encode("utf-8")
+    if len(body) > MAX_JSON:
+        raise ValueError(f"a JSON message may not exceed {MAX_JSON} bytes")
+    return HEADER.pack(MAGIC, PROTOCOL_VERSION, KIND_JSON, len(body)) + body
+
+
+def data_header(length: int) -> bytes:
+    """The header of a pixel data frame of ``length`` bytes (the payload follows it)."""
+    if not 0 < length <= MAX_DATA:
+        raise ValueError(f"a data frame holds 1 to {MAX_DATA} bytes, not {length}")
+    return HEADER.pack(MAGIC, PROTOCOL_VERSION, KIND_DATA, length)
+
+
+def write_data(stream: Any, data: Any) -> None:
+    """Write ``data`` (any bytes-like object) as data frames of at most CHUNK bytes."""
+    view = memoryview(data).cast("B")
+    for start in range(0, len(view), CHUNK):
+        part = view[start : start + CHUNK]
+        stream.write(data_header(len(part)))
+        stream.write(part)
+
+
+def decode_json(payload: bytes) -> dict[str, Any]:
+    """The message in a JSON frame's payload: an object with a string ``type``."""
+    try:
+        message = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FrameError(f"the message is not valid UTF-8 JSON ({exc})") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise FrameError("a message must be a JSON object with a string 'type'")
+    return message
+
+
+class FrameReader:
+    """Reads frames from a binary stream (a pipe or a socket file).
+
+    ``next_header()`` returns ``(kind, length)``; then call ``read_payload``,
+    ``readinto`` (pixel data straight into a buffer) or ``skip``. Bytes that do not form a
+    frame raise FrameError once per run of garbage; the reader then looks for the next
+    frame's magic, so a sender that wrote garbage can carry on with good frames.
+    EOFError means the stream ended.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._pending = bytearray()
+        self._in_garbage = False
+
+    def _more(self) -> bool:
+        read = getattr(self._stream, "read1", None) or self._stream.read
+        data = read(65536)
+        if not data:
+            return False
+        self._pending += data
+        return True
+
+    def _fill(self, count: int) -> None:
+        while len(self._pending) < count:
+            if not self._more():
+                raise EOFError("the stream ended inside a frame")
+
+    def _garbage(self, message: str) -> None:
+        if not self._in_garbage:
+            self._in_garbage = True
+            raise FrameError(message)
+
+    def next_header(self) -> tuple[bytes, int]:
+        while True:
+            if not self._pending and not self._more():
+                raise EOFError("the stream ended")
+            prefix = bytes(self._pending[: len(MAGIC)])
+            if not MAGIC.startswith(prefix):
+                start = self._pending.find(MAGIC[:1], 1)
+                shown = bytes(self._pending[:16])
+                del self._pending[: start if start > 0 else len(self._pending)]
+                self._garbage(f"expected a frame starting with {MAGIC!r}, got {shown!r}")
+                continue
+            self._fill(HEADER.size)
+            magic, version, kind, length = HEADER.unpack(bytes(self._pending[: HEADER.size]))
+            if magic != MAGIC:
+                del self._pending[:1]
+                continue  # loops back into the garbage branch
+            problem = None
+            if kind not in (KIND_JSON, KIND_DATA):
+                problem = f"unknown frame kind {kind!r}"
+            elif length > (MAX_JSON if kind == KIND_JSON else MAX_DATA):
+                what = "JSON" if kind == KIND_JSON else "data"
+                problem = f"a {what} frame of {length} bytes is larger than allowed"
+            if problem is not None:
+                del self._pending[:1]
+                self._garbage(problem)
+                continue
+            del self._pending[: HEADER.size]
+            self._in_garbage = False
+            if version != PROTOCOL_VERSION:
+                self.skip(length)
+                raise FrameError(
+                    f"protocol version {version} is not spoken here "
+                    f"(this side speaks {PROTOCOL_VERSION})")
+            return kind, length
+
+    def readinto(self, target: Any) -> None:
+        """Fill all of ``target`` (a writable memoryview) with the next bytes."""
+        view = memoryview(target).cast("B")
+        have = min(len(self._pending), len(view))
+        if have:
+            view[:have] = self._pending[:have]
+            del self._pending[:have]
+        while have < len(view):
+            got = self._stream.readinto(view[have:])
+            if not got:
+                raise EOFError("the stream ended inside a frame")
+            have += got
+
+    def read_payload(self, length: int) -> bytes:
+        buffer = bytearray(length)
+        self.readinto(buffer)
+        return bytes(buffer)
+
+    def skip(self, length: int) -> None:
+        scratch = bytearray(min(length, 1 << 20) or 1)
+        while length > 0:
+            step = min(length, len(scratch))
+            self.readinto(memoryview(scratch)[:step])
+            length -= step
+
+    def next_message(self) -> dict[str, Any]:
+        """The next JSON message; data frames met on the way raise FrameError."""
+        kind, length = self.next_header()
+        if kind != KIND_JSON:
+            self.skip(length)
+            raise FrameError("pixel data arrived where a message was expected")
+        return decode_json(self.read_payload(length))
+
+
+# ---------------------------------------------------------------------------------------
+# Errors and data types
+# ---------------------------------------------------------------------------------------
+
+
+class WorkerError(Exception):
+    """Anything the worker reported, or any failure to use it; str() is one sentence."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+        """More text for a log or a tooltip (the worker's last output), maybe empty."""
+
+
+class WorkerNotInstalled(WorkerError):
+    """No worker config, or its interpreter cannot run realscale."""
+
+
+class WorkerCrashed(WorkerError):
+    """The worker process died (or the connection dropped); the next call starts anew."""
+
+
+class WorkerOutOfMemory(WorkerError):
+    """The device (or the computer) ran out of memory, even with the smallest tiles."""
+
+
+class WorkerCancelled(WorkerError):
+    """The caller cancelled the request."""
+
+
+class PixelLayout:
+    """How the pixel bytes are laid out: channels 1-4, depth u8/u16/f16/f32, order rgb/bgr."""
+
+    __slots__ = ("channels", "depth", "order")
+
+    def __init__(self, channels: int = 4, depth: str = "u8", order: str = "rgb") -> None:
+        if channels not in (1, 2, 3, 4):
+            raise ValueError(f"channels must be 1 to 4, not {channels!r}")
+        if depth not in DEPTHS:
+            raise ValueError("depth must be one of {}, not {!r}".format(", ".join(DEPTHS), depth))
+        if order not in ORDERS:
+            raise ValueError(f"order must be 'rgb' or 'bgr', not {order!r}")
+        self.channels = channels
+        self.depth = depth
+        self.order = order
+
+    @property
+    def bytes_per_pixel(self) -> int:
+        return self.channels * DEPTHS[self.depth]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PixelLayout) and (
+            (self.channels, self.depth, self.order) == (other.channels, other.depth, other.order))
+
+    def __hash__(self) -> int:
+        return hash((self.channels, self.depth, self.order))
+
+    def __repr__(self) -> str:
+        return f"PixelLayout(channels={self.channels}, depth={self.depth!r}, order={self.order!r})"
+
+
+class UpscaleResult:
+    """The upscaled pixels (a bytearray) in the request's layout."""
+
+    __slots__ = ("data", "height", "layout", "width")
+
+    def __init__(self, data: bytearray, width: int, height: int, layout: PixelLayout) -> None:
+        self.data = data
+        self.width = width
+        self.height = height
+        self.layout = layout
+
+    def __repr__(self) -> str:
+        return f"UpscaleResult({self.width}x{self.height}, {self.layout!r}, {len(self.data)} bytes)"
+
+
+# ---------------------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------------------
+
+CONFIG_VERSION = 1
+_INSTALL_HINT = "run `realscale install %s` in the Python environment where realscale is installed"
+
+
+def config_dir() -> str:
+    """The per-user folder of realscale's settings (worker.json and install records)."""
+    override = os.environ.get("REALSCALE_CONFIG_DIR")
+    if override:
+        return override
+    if sys.platform == "win32":
+        base = os.environ.get("APPDATA") or os.path.join(
+            os.path.expanduser("~"), "AppData", "Roaming")
+        return os.path.join(base, "realscale")
+    if sys.platform == "darwin":
+        return os.path.join(os.path.expanduser("~"), "Library", "Application Support",
+                            "realscale")
+    xdg = os.environ.get("XDG_CONFIG_HOME", "")
+    base = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "realscale")
+
+
+def config_path() -> str:
+    """Where the worker config is read from: $REALSCALE_WORKER_CONFIG, else per user."""
+    return os.environ.get("REALSCALE_WORKER_CONFIG") or os.path.join(config_dir(), "worker.json")
+
+
+def read_config(path: str | None = None, host: str = "gimp|krita|resolve") -> dict[str, Any]:
+    """The worker config as a dict; WorkerNotInstalled when it is missing or unusable."""
+    path = path or config_path()
+    hint = _INSTALL_HINT % host
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except FileNotFoundError:
+        raise WorkerNotInstalled(
+            f"The realscale worker is not set up (no {path}): {hint}.") from None
+    except (OSError, ValueError) as exc:
+        raise WorkerNotInstalled(
+            f"The realscale worker config {path} cannot be read ({exc}): {hint}."
+        ) from None
+    if not isinstance(config, dict) or config.get("version") != CONFIG_VERSION:
+        raise WorkerNotInstalled(
+            f"The realscale worker config {path} is not a version {CONFIG_VERSION} config: {hint}.")
+    if not isinstance(config.get("python"), str) and not isinstance(config.get("address"), str):
+        raise WorkerNotInstalled(
+            f"The realscale worker config {path} names neither a Python nor an address: {hint}.")
+    config["_path"] = path
+    return config
+
+
+def worker_environment(extra_path: list[str] | None = None) -> dict[str, str]:
+    """The host's environment without what would break another Python: PYTHON* variables
+    (Krita sets PYTHONPATH/PYTHONHOME for its own Python), Qt's variables, and an AppImage's
+    library path."""
+    env = {}
+    appimage = "APPDIR" in os.environ or "APPIMAGE" in os.environ
+    for key, value in os.environ.items():
+        upper = key.upper()
+        if upper.startswith(("PYTHON", "QT_", "QML", "QTWEBENGINE")):
+            continue
+        if appimage and upper in ("LD_LIBRARY_PATH", "LD_PRELOAD"):
+            continue
+        env[key] = value
+    if extra_path:
+        env["PYTHONPATH"] = os.pathsep.join(extra_path)
+    return env
+
+
+# ---------------------------------------------------------------------------------------
+# Connections: a worker process on pipes, or a running worker on 127.0.0.1
+# ---------------------------------------------------------------------------------------
+
+_EOF = "eof"
+_MESSAGE = "message"
+_RESULT = "result"
+
+
+class _Connection:
+    """One live worker: its reader thread turns frames into queue items."""
+
+    def __init__(self, rfile: Any, wfile: Any, description: str) -> None:
+        self.rfile = rfile
+        self.wfile = wfile
+        self.description = description
+        self.items: queue.Queue[tuple[str, Any, Any]] = queue.Queue()
+        self.hello: dict[str, Any] = {}
+        self.dead = False
+        self._write_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read_loop, name="realscale-reader",
+                                        daemon=True)
+        self._thread.start()
+
+    def _read_loop(self) -> None:
+        reader = FrameReader(self.rfile)
+        try:
+            while True:
+                kind, length = reader.next_header()
+                if kind == KIND_DATA:
+                    reader.skip(length)  # stray data: nothing is waiting for it
+                    continue
+                message = decode_json(reader.read_payload(length))
+                if message["type"] == "result":
+                    size = int(message.get("bytes", 0))
+                    buffer = bytearray(size)
+                    view = memoryview(buffer)
+                    done = 0
+                    while done < size:
+                        kind, length = reader.next_header()
+                        if kind != KIND_DATA or done + length > size:
+                            raise FrameError("the result's pixel data is malformed")
+                        reader.readinto(view[done : done + length])
+                        done += length
+                    view.release()
+                    self.items.put((_RESULT, message, buffer))
+                else:
+                    self.items.put((_MESSAGE, message, None))
+        except (EOFError, OSError, ValueError) as exc:
+            self.items.put((_EOF, str(exc), None))
+        except FrameError as exc:
+            self.items.put((_EOF, f"the worker sent bytes that are not frames ({exc})", None))
+        except MemoryError:
+            self.items.put((_EOF, "no memory left for the result", None))
+
+    def send(self, message: dict[str, Any], data: Any = None) -> None:
+        with self._write_lock:
+            self.wfile.write(pack_json(message))
+            if data is not None:
+                write_data(self.wfile, data)
+            self.wfile.flush()
+
+    def alive(self) -> bool:
+        return not self.dead
+
+    def failure(self) -> str:
+        """Why the connection ended, for WorkerCrashed."""
+        return "the connection to the worker ended"
+
+    def close(self) -> None:
+        """Stop writing; subclasses end the stream so the reader thread sees its end."""
+        self.dead = True
+        with contextlib.suppress(OSError, ValueError):
+            self.wfile.close()
+
+    def _close_reader(self) -> None:
+        # Only once the stream has ended: closing a buffered file while the reader thread
+        # is blocked in it would wait for that read forever.
+        self._thread.join(timeout=5)
+        with contextlib.suppress(OSError, ValueError):
+            self.rfile.close()
+
+
+class _ProcessConnection(_Connection):
+    def __init__(self, python: str, pythonpath: list[str] | None, args: list[str]) -> None:
+        command = [python, "-m", "realscale", "worker"] + args
+        kwargs: dict[str, Any] = {}
+        if sys.platform == "win32":
+            kwargs["creationflags"] = 0x08000000  # CREATE_NO_WINDOW: no console flashes up
+        else:
+            kwargs["start_new_session"] = True  # the host's Ctrl-C is not the worker's
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=worker_environment(pythonpath), cwd=os.path.expanduser("~"), **kwargs)
+        self.log: collections.deque[str] = collections.deque(maxlen=40)
+        threading.Thread(target=self._drain_stderr, name="realscale-stderr",
+                         daemon=True).start()
+        super().__init__(self.process.stdout, self.process.stdin,
+                         f"the realscale worker ({python})")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _drain_stderr(self) -> None:
+        for raw in iter(self.process.stderr.readline, b""):
+            self.log.append(raw.decode("utf-8", "replace").rstrip())
+
+    def alive(self) -> bool:
+        return not self.dead and self.process.poll() is None
+
+    def last_output(self) -> str:
+        time.sleep(0.05)  # let the stderr thread catch the last lines
+        return "\n".join(self.log)
+
+    def failure(self) -> str:
+        try:
+            code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return "it stopped answering"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            hint = ", perhaps by the system when memory ran out" if -code == 9 else ""
+            return f"it was killed by {name}{hint}"
+        return f"it exited with code {code}"
+
+    def close(self) -> None:
+        super().close()  # closing its stdin asks the worker to exit
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._close_reader()
+        if self.process.stderr is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.process.stderr.close()
+
+
+class _SocketConnection(_Connection):
+    def __init__(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        self.sock = socket.create_connection((host or "127.0.0.1", int(port)), timeout=10)
+        self.sock.settimeout(None)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().__init__(self.sock.makefile("rb"), self.sock.makefile("wb"),
+                         f"the realscale worker at {address}")
+
+    def last_output(self) -> str:
+        return ""
+
+    def close(self) -> None:
+        super().close()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+# ---------------------------------------------------------------------------------------
+# The client
+# ---------------------------------------------------------------------------------------
+
+_clients: weakref.WeakSet[WorkerClient] = weakref.WeakSet()
+_POLL = 0.05
+_START_TIMEOUT = 300.0
+"""Seconds to wait for a starting worker (importing torch can be slow on a cold disk)."""
+
+
+@atexit.register
+def _close_all() -> None:
+    for client in list(_clients):
+        client.close()
+
+
+class WorkerClient:
+    """Starts (or connects to) a realscale worker lazily and sends it requests.
+
+    ``python`` names the worker's interpreter directly (tests); otherwise the config file
+    written by ``realscale install`` is read on first use. ``host`` only shapes messages.
+    """
+
+    def __init__(self, python: str | None = None, *, config: str | None = None,
+                 address: str | None = None, token: str | None = None,
+                 pythonpath: list[str] | None = None, host: str = "gimp|krita|resolve",
+                 worker_args: list[str] | None = None) -> None:
+        self._python = python
+        self._config_file = config
+        self._address = address
+        self._token = token
+        self._pythonpath = pythonpath
+        self._worker_args = list(worker_args or [])
+        self._host = host
+        self._conn: _Connection | None = None
+        self._ids = itertools.count(1)
+        _clients.add(self)
+
+    # -- public API ---------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id once started (None before)."""
+        if self._conn is None:
+            return None
+        pid = self._conn.hello.get("pid")
+        return int(pid) if pid is not None else None
+
+    def upscale(self, data: Any, width: int, height: int, layout: PixelLayout, *,
+                model: str = "realesrgan-x4plus", scale: float | None = 4.0, tile: int = 0,
+                device: str = "auto", precision: str = "auto", download: bool = False,
+                progress: Callable[[int, int], None] | None = None,
+                cancel: Callable[[], bool] | None = None) -> UpscaleResult:
+        """Upscale ``data`` (rows top to bottom, channels interleaved, in ``layout``)."""
+        view = memoryview(data).cast("B")
+        if width < 1 or height < 1:
+            raise WorkerError(f"The image is empty ({width}x{height}).")
+        expected = width * height * layout.bytes_per_pixel
+        if len(view) != expected:
+            raise WorkerError(
+                f"Expected {expected} bytes for a {width}x{height} image of {layout!r}, "
+                f"got {len(view)}.")
+        request = {
+            "type": "upscale", "width": width, "height": height,
+            "channels": layout.channels, "depth": layout.depth, "order": layout.order,
+            "model": model, "scale": scale, "tile": tile, "device": device,
+            "precision": precision, "download": bool(download), "bytes": expected,
+        }
+        message, buffer = self._request(request, view, progress, cancel)
+        if len(buffer) != int(message["width"]) * int(message["height"]) * layout.bytes_per_pixel:
+            raise WorkerError("The worker's result does not match its size; please report this.")
+        return UpscaleResult(buffer, int(message["width"]), int(message["height"]), layout)
+
+    def models(self) -> list[dict[str, Any]]:
+        """The models the worker offers: name, scale, architecture, embedded, default, ..."""
+        message, _ = self._request({"type": "models"}, None, None, None)
+        return list(message["models"])
+
+    def status(self) -> dict[str, Any]:
+        """The worker's pid, peak memory and loaded models."""
+        message, _ = self._request({"type": "status"}, None, None, None)
+        return message
+
+    def close(self) -> None:
+        """End the worker (a TCP worker keeps running; only the connection closes)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> WorkerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _request(self, request: dict[str, Any], data: Any,
+                 progress: Callable[[int, int], None] | None,
+                 cancel: Callable[[], bool] | None) -> tuple[dict[str, Any], bytearray]:
+        conn = self._connection(cancel)
+        request_id = next(self._ids)
+        request["id"] = request_id
+        try:
+            conn.send(request, data)
+        except (OSError, ValueError):
+            raise self._crashed(conn, "while receiving a request") from None
+        cancelled = False
+        pending: BaseException | None = None
+        try:
+            while True:
+                if not cancelled and (pending is not None or (cancel is not None and cancel())):
+                    cancelled = True
+                    # If this fails, the reply (or the end of the stream) says the rest.
+                    with contextlib.suppress(OSError, ValueError):
+                        conn.send({"type": "cancel", "id": request_id})
+                try:
+                    kind, message, buffer = conn.items.get(timeout=_POLL)
+                except queue.Empty:
+                    continue
+                if kind == _EOF:
+                    raise self._crashed(conn, "while working on a request")
+                if message.get("id") != request_id:
+                    continue  # a late reply to an earlier, abandoned request
+                mtype = message["type"]
+                if mtype == "progress":
+                    if progress is not None and pending is None:
+                        try:
+                            progress(int(message["done"]), int(message["total"]))
+                        except BaseException as exc:  # the host's callback: stop, then re-raise
+                            pending = exc
+                    continue
+                if mtype == "error":
+                    if pending is not None:
+                        raise pending
+                    raise _error(message)
+                if pending is not None:
+                    raise pending
+                if cancelled:
+                    raise WorkerCancelled("The upscale was cancelled.")
+                return message, buffer if buffer is not None else bytearray()
+        except (KeyboardInterrupt, SystemExit):
+            self.close()  # the stream is mid-reply: start afresh next time
+            raise
+
+    def _connection(self, cancel: Callable[[], bool] | None) -> _Connection:
+        if self._conn is not None and self._conn.alive():
+            return self._conn
+        if self._conn is not None:
+            self.close()
+        address, token, python, pythonpath, args = (
+            self._address, self._token, self._python, self._pythonpath, self._worker_args)
+        source = "the arguments"
+        if address is None and python is None:
+            config = read_config(self._config_file, self._host)
+            source = config["_path"]
+            address, token = config.get("address"), config.get("token")
+            python = config.get("python")
+            pythonpath = config.get("pythonpath") or None
+            args = args + sum((["--model-dir", d] for d in config.get("model_dirs") or []), [])
+        if address is not None:
+            conn = self._connect(address, token, source)
+        else:
+            assert python is not None
+            conn = self._spawn(python, pythonpath, args, source)
+        self._conn = conn
+        self._await_hello(conn, cancel)
+        return conn
+
+    def _connect(self, address: str, token: str | None, source: str) -> _Connection:
+        try:
+            conn = _SocketConnection(address)
+        except (OSError, ValueError) as exc:
+            raise WorkerNotInstalled(
+                f"No realscale worker answers at {address} (named in {source}): start it with "
+                f"`realscale worker --listen {address}`, or {_INSTALL_HINT % self._host}.",
+                str(exc)) from None
+        conn.send({"type": "auth", "token": token or ""})
+        return conn
+
+    def _spawn(self, python: str, pythonpath: list[str] | None, args: list[str],
+               source: str) -> _Connection:
+        if not os.path.isfile(python):
+            raise WorkerNotInstalled(
+                f"The Python named in {source} ({python}) does not exist any more: "
+                f"{_INSTALL_HINT % self._host}.")
+        try:
+            return _ProcessConnection(python, pythonpath, args)
+        except OSError as exc:
+            raise WorkerNotInstalled(
+                f"The realscale worker could not be started with {python} "
+                f"({exc.strerror or exc}): {_INSTALL_HINT % self._host}.") from None
+
+    def _await_hello(self, conn: _Connection, cancel: Callable[[], bool] | None) -> None:
+        deadline = time.monotonic() + _START_TIMEOUT
+        while True:
+            if cancel is not None and cancel():
+                self.close()
+                raise WorkerCancelled("The upscale was cancelled while the worker started.")
+            try:
+                kind, message, _ = conn.items.get(timeout=_POLL)
+            except queue.Empty:
+                if time.monotonic() > deadline:
+                    self.close()
+                    raise WorkerCrashed(
+                        f"The realscale worker did not start within {_START_TIMEOUT:.0f} seconds."
+                    ) from None
+                continue
+            if kind == _EOF:
+                log = conn.last_output() if hasattr(conn, "last_output") else ""
+                if "No module named realscale" in log or "No module named 'realscale'" in log:
+                    self.close()
+                    raise WorkerNotInstalled(
+                        "The Python in the worker config has no realscale: %s."
+                        % (_INSTALL_HINT % self._host), log)
+                raise self._crashed(conn, "while starting")
+            if message["type"] == "error":
+                self.close()
+                raise _error(message)
+            if message["type"] != "hello":
+                continue
+            if message.get("protocol") != PROTOCOL_VERSION:
+                self.close()
+                raise WorkerError(
+                    f"The realscale worker speaks protocol {message.get('protocol')} but this "
+                    f"plug-in speaks {PROTOCOL_VERSION}: {_INSTALL_HINT % self._host}.")
+            conn.hello = message
+            return
+
+    def _crashed(self, conn: _Connection, when: str) -> WorkerCrashed:
+        reason = conn.failure()
+        detail = conn.last_output() if hasattr(conn, "last_output") else ""
+        if self._conn is conn:
+            self.close()
+        last = detail.strip().splitlines()[-1] if detail.strip() else ""
+        tail = f" Its last words: {last}" if last else ""
+        return WorkerCrashed(
+            f"The realscale worker stopped {when} ({reason}); the next attempt starts a new "
+            f"one.{tail}", detail)
+
+
+_ERRORS = {
+    "cancelled": WorkerCancelled,
+    "out_of_memory": WorkerOutOfMemory,
+    "not_installed": WorkerNotInstalled,
+}
+
+
+def _error(message: dict[str, Any]) -> WorkerError:
+    cls = _ERRORS.get(str(message.get("kind")), WorkerError)
+    return cls(str(message.get("message") or "The worker reported an unknown error."),
+               str(message.get("detail") or ""))

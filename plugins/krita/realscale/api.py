@@ -1,0 +1,217 @@
+"""The function API: what the menu actions call, and what scripts and tests can call.
+
+``upscale`` does the work and raises; ``upscale_with_dialog`` and ``upscale_again`` add the
+dialog and the remembered settings; ``action_upscale`` and ``action_upscale_again`` are the
+menu actions themselves: they turn every failure into one readable message box.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import traceback
+
+from . import document as pixels
+from . import settings as stored
+from .errors import Cancelled, PluginError
+from .jobs import run_with_progress
+from .settings import Settings
+
+TITLE = "Real-ESRGAN"
+MESSAGE_OBJECT_NAME = "realscale_message"
+INSTALL_HINT = ("Install the worker with `realscale install krita` (from the realscale package, "
+                "in the Python environment that has torch), then try again.")
+CLIENT_MISSING = ("This copy of the realscale plug-in is incomplete: realscale_client.py is "
+                  "missing. Install the plug-in with `realscale install krita`, or import the "
+                  "zip made by `realscale package krita`.")
+
+_client = None
+_busy = False
+_lock = threading.Lock()
+"""Held around every use of the client: it serves one request at a time."""
+_create_lock = threading.Lock()
+
+
+def client_module():
+    """The vendored worker client (``realscale_client.py`` beside this file)."""
+    try:
+        from . import realscale_client
+    except ImportError as exc:
+        if getattr(exc, "name", None) not in (None, __package__ + ".realscale_client"):
+            raise
+        raise PluginError(CLIENT_MISSING) from exc
+    return realscale_client
+
+
+def client():
+    """The worker client, started lazily and kept for the whole Krita session."""
+    global _client
+    with _create_lock:
+        if _client is None:
+            _client = client_module().WorkerClient(host="krita")
+        return _client
+
+
+def close_client() -> None:
+    """End the worker (it is started again on the next upscale)."""
+    global _client
+    worker, _client = _client, None
+    if worker is not None:
+        worker.close()
+
+
+def upscale(document=None, settings: Settings | None = None, parent=None):
+    """Upscale ``document`` (default: the active one) with ``settings`` (default: the last
+    used) behind a progress dialog; return the new layer. Raises PluginError, Cancelled or
+    the client's WorkerError, and leaves the document unchanged when it does."""
+    global _busy
+    from krita import Krita
+
+    if _busy:
+        raise PluginError("An upscale is already running; wait for it or cancel it first.")
+    if document is None:
+        document = Krita.instance().activeDocument()
+    if document is None:
+        raise PluginError("Open an image first.")
+    settings = (settings if settings is not None else stored.load()).normalised()
+    source = pixels.capture(document, settings.target)
+    module = client_module()
+    worker = client()
+    layout = module.PixelLayout(channels=source.channels, depth=source.depth, order=source.order)
+
+    def call(progress, cancel):
+        with _ClientLock(cancel):
+            return worker.upscale(
+                source.data, source.width, source.height, layout,
+                model=settings.model, scale=settings.scale, tile=settings.tile,
+                device=settings.device, progress=progress, cancel=cancel,
+            )
+
+    _busy = True
+    try:
+        result = run_with_progress(worker, call, parent if parent is not None else _window())
+    finally:
+        _busy = False
+    return pixels.apply(source, result.data, result.width, result.height, settings.scale_label)
+
+
+def ask_settings(parent=None) -> Settings | None:
+    """Show the dialog with the last settings; return the chosen ones (saved), or None."""
+    from .dialog import UpscaleDialog
+
+    dialog = UpscaleDialog(stored.load(), models,
+                           parent if parent is not None else _window())
+    try:
+        if not dialog.exec_():
+            return None
+        chosen = dialog.settings()
+    finally:
+        dialog.deleteLater()
+    stored.save(chosen)
+    return chosen
+
+
+def models() -> list:
+    """The worker's models: dicts with name, scale, architecture, embedded, available..."""
+    try:
+        with _ClientLock(lambda: False):
+            return client().models()
+    except Exception as exc:  # noqa: BLE001 - one readable message for the dialog
+        raise PluginError(message_for(exc)) from exc
+
+
+class _ClientLock:
+    """Wait for the client (polling ``cancel``, which raises Cancelled), then hold it."""
+
+    def __init__(self, cancel) -> None:
+        self.cancel = cancel
+
+    def __enter__(self) -> None:
+        while not _lock.acquire(timeout=0.1):
+            if self.cancel():
+                raise Cancelled()
+
+    def __exit__(self, *exc) -> None:
+        _lock.release()
+
+
+def upscale_with_dialog(document=None, parent=None):
+    """Ask for the settings, then upscale; return the new layer, or None when dismissed."""
+    from krita import Krita
+
+    if document is None and Krita.instance().activeDocument() is None:
+        raise PluginError("Open an image first.")
+    chosen = ask_settings(parent)
+    if chosen is None:
+        return None
+    return upscale(document, chosen, parent)
+
+
+def upscale_again(document=None, parent=None):
+    """Upscale with the last settings (the defaults when there are none), no dialog."""
+    return upscale(document, stored.load(), parent)
+
+
+def action_upscale() -> None:
+    """Tools > Scripts > Upscale with Real-ESRGAN..."""
+    _report(upscale_with_dialog)
+
+
+def action_upscale_again() -> None:
+    """Tools > Scripts > Upscale Again."""
+    _report(upscale_again)
+
+
+def message_for(exc: BaseException) -> str:
+    """One readable message for any failure."""
+    if isinstance(exc, PluginError):
+        return str(exc)
+    try:
+        module = client_module()
+    except PluginError:
+        module = None
+    if module is not None and isinstance(exc, module.WorkerNotInstalled):
+        text = str(exc).strip() or "The realscale worker is not installed."
+        return text if "realscale install krita" in text else f"{text} {INSTALL_HINT}"
+    if module is not None and isinstance(exc, module.WorkerError):
+        return str(exc).strip() or type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return ("There is not enough memory for this upscale. Try a smaller scale, or upscale a "
+                "smaller image or a single layer.")
+    return f"Upscaling failed: {type(exc).__name__}: {exc}"
+
+
+def show_message(text: str, parent=None) -> None:
+    """A warning box with one readable message."""
+    from PyQt5.QtWidgets import QMessageBox
+
+    box = QMessageBox(QMessageBox.Warning, TITLE, text, QMessageBox.Ok,
+                      parent if parent is not None else _window())
+    box.setObjectName(MESSAGE_OBJECT_NAME)
+    try:
+        box.exec_()
+    finally:
+        box.deleteLater()
+
+
+def _report(function) -> None:
+    try:
+        function()
+    except Cancelled:
+        pass
+    except Exception as exc:  # noqa: BLE001 - the action's one place to tell the user
+        try:
+            module = client_module()
+        except PluginError:
+            module = None
+        expected = (PluginError, MemoryError) + ((module.WorkerError,) if module else ())
+        if not isinstance(exc, expected):
+            traceback.print_exc(file=sys.stderr)
+        show_message(message_for(exc))
+
+
+def _window():
+    from krita import Krita
+
+    window = Krita.instance().activeWindow()
+    return window.qwindow() if window is not None else None

@@ -1,0 +1,355 @@
+"""Scenarios the test driver runs inside the real Krita (Krita's own Python 3, PyQt5).
+
+Each scenario is a generator taking the driver's Context: a ``yield N`` hands the event loop
+N milliseconds. Actions are triggered as the menu triggers them (``QAction.trigger``) or by
+their keyboard shortcut; the robot fills in the plug-in's dialog and answers its message
+boxes and progress dialog. Everything the pytest side checks goes into ``ctx.record``.
+"""
+
+import os
+import signal
+import time
+
+from PyQt5.QtCore import Qt
+from PyQt5.QtTest import QTest
+from PyQt5.QtWidgets import QApplication, QDialogButtonBox, QMessageBox, QPushButton
+
+UPSCALE = "realscale_upscale"
+AGAIN = "realscale_upscale_again"
+
+
+def noop(ctx):
+    """Warm a fresh profile: start, note where things are, quit."""
+    ctx.record("app_data", ctx.app.getAppDataLocation())
+    ctx.record("version", ctx.app.version())
+    yield 10
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def watch_messages(ctx):
+    """Record the text of every realscale message box, then press its OK button."""
+    messages = []
+
+    def answer(box):
+        messages.append(box.text())
+        box.button(QMessageBox.Ok).click()
+
+    ctx.robot.on("realscale_message", answer)
+    ctx.record("messages", messages)
+    return messages
+
+
+def dialog_values(dialog):
+    count = dialog.model.count()
+    return {
+        "model": dialog.model.currentData(),
+        "models": [dialog.model.itemData(i) for i in range(count)],
+        "scale": dialog.scale.value(),
+        "target": dialog.target.currentData(),
+        "tile": dialog.tile.currentData(),
+        "device": dialog.device.currentData(),
+        "note": dialog.note.text(),
+        "title": dialog.windowTitle(),
+    }
+
+
+def answer_dialog(ctx, key, values=None):
+    """Once the model list is in: record what the dialog shows, set ``values`` and press
+    Upscale, or press Cancel when ``values`` is None."""
+    state = {"done": False}
+
+    def handler(dialog):
+        if state["done"] or not dialog.models_ready:
+            return
+        state["done"] = True
+        ctx.record(key, dialog_values(dialog))
+        buttons = dialog.findChild(QDialogButtonBox, "buttons")
+        if values is None:
+            buttons.button(QDialogButtonBox.Cancel).click()
+            return
+        for name in ("model", "target", "tile", "device"):
+            combo = getattr(dialog, name)
+            index = combo.findData(values[name])
+            if index < 0:
+                raise AssertionError(f"the dialog offers no {name} {values[name]!r}")
+            combo.setCurrentIndex(index)
+        dialog.scale.setValue(values["scale"])
+        buttons.button(QDialogButtonBox.Ok).click()
+
+    ctx.robot.on("realscale_dialog", handler)
+    return state
+
+
+def watch_progress(ctx, state, on_first_tile=None):
+    """Note what the progress dialog shows on each robot tick (the event loop turning while
+    the worker runs); call ``on_first_tile(dialog)`` once the first tile is done."""
+    state.update({"ticks": 0, "values": [], "labels": [], "acted": False})
+
+    def handler(dialog):
+        state["ticks"] += 1
+        value = dialog.value()
+        if not state["values"] or state["values"][-1] != value:
+            state["values"].append(value)
+        if not state["labels"] or state["labels"][-1] != dialog.labelText():
+            state["labels"].append(dialog.labelText())
+        if on_first_tile is not None and not state["acted"] and value >= 1:
+            state["acted"] = True
+            state["acted_at"] = time.monotonic()
+            on_first_tile(dialog)
+
+    ctx.robot.on("realscale_progress", handler)
+    return state
+
+
+def click_cancel(dialog):
+    for button in dialog.findChildren(QPushButton):
+        if button.text().replace("&", "") == "Cancel":
+            button.click()
+            return
+    raise AssertionError("the progress dialog has no Cancel button")
+
+
+def describe(ctx, document):
+    active = document.activeNode()
+    return {
+        "size": [document.width(), document.height()],
+        "resolution": [document.xRes(), document.yRes()],
+        "colour": [document.colorModel(), document.colorDepth(), document.colorProfile()],
+        "layers": ctx.layers(document),
+        "active": active.name() if active is not None else None,
+        "active_colour": [active.colorModel(), active.colorDepth(), active.colorProfile()]
+        if active is not None else None,
+    }
+
+
+def finished(ctx, document, key, layer, export=True):
+    """Record the document after an upscale, export it and dump the new layer's pixels."""
+    ctx.record(key, describe(ctx, document))
+    if export:
+        ctx.export(document, key + ".png")
+    node = document.nodeByName(layer)
+    if node is None:
+        raise AssertionError(f"no layer {layer!r} after the upscale: {ctx.layers(document)}")
+    ctx.dump(node, document, key + ".raw")
+
+
+def menu_actions(window):
+    """{menu path: [action objectNames]} for the Image and Tools > Scripts menus."""
+    found = {}
+    for entry in window.qwindow().menuBar().actions():
+        menu = entry.menu()
+        if menu is None:
+            continue
+        name = entry.objectName().lower()
+        if name == "image":
+            found["image"] = [a.objectName() for a in menu.actions()]
+        if name == "tools":
+            for sub in menu.actions():
+                if sub.menu() is not None and sub.objectName().lower() == "scripts":
+                    found["tools/scripts"] = [a.objectName() for a in sub.menu().actions()]
+    return found
+
+
+def press(window, key, modifiers):
+    """A real key press on the main window (shortcuts go through Qt's shortcut map)."""
+    qwindow = window.qwindow()
+    qwindow.activateWindow()
+    QApplication.setActiveWindow(qwindow)
+    QTest.keyClick(qwindow, key, modifiers)
+
+
+# -- scenarios ----------------------------------------------------------------------------------
+
+
+def upscale_matches_cli(ctx):
+    """The actions on real images, each result exported for the pixel comparison."""
+    from realscale import api, settings
+
+    p = ctx.params
+    window = ctx.window
+    ctx.record("menus", menu_actions(window))
+    ctx.record("shortcuts", {name: ctx.action(name).shortcut().toString()
+                             for name in (UPSCALE, AGAIN)})
+    ctx.record("texts", {name: ctx.action(name).text() for name in (UPSCALE, AGAIN)})
+    messages = watch_messages(ctx)
+
+    # 1. 8-bit RGBA through the dialog, with layers above and below the source.
+    document = ctx.open(p["rgba8"])
+    yield 200
+    root = document.rootNode()
+    source = root.childNodes()[0]
+    under = document.createNode("Under", "paintlayer")
+    root.addChildNode(under, source)
+    source.remove()
+    root.addChildNode(source, under)
+    over = document.createNode("Over", "paintlayer")
+    root.addChildNode(over, source)
+    yield 200
+    document.setActiveNode(source)
+    yield 200
+    ctx.record("rgba8_before", describe(ctx, document))
+    ctx.record("enabled", {name: ctx.action(name).isEnabled() for name in (UPSCALE, AGAIN)})
+    dialog = answer_dialog(ctx, "dialog_first", {
+        "model": p["model"], "scale": 4.0, "target": "layer", "tile": p["tile"],
+        "device": "cpu"})
+    progress = watch_progress(ctx, {})
+    started = time.monotonic()
+    ctx.trigger(UPSCALE)
+    ctx.record("rgba8_seconds", time.monotonic() - started)
+    ctx.record("rgba8_progress", dict(progress))
+    ctx.record("rgba8_dialog_answered", dialog["done"])
+    finished(ctx, document, "rgba8", "Background (Real-ESRGAN x4)")
+    yield 100
+
+    # 2. 16-bit RGBA (Adobe RGB profile): Upscale Again from its keyboard shortcut.
+    document = ctx.open(p["rgba16"])
+    yield 300
+    ctx.record("rgba16_before", describe(ctx, document))
+    press(window, Qt.Key_U, Qt.ControlModifier | Qt.AltModifier | Qt.ShiftModifier)
+    yield 100
+    finished(ctx, document, "rgba16", "Background (Real-ESRGAN x4)")
+
+    # 3. 8-bit grey through the dialog: the whole visible canvas, x2.
+    document = ctx.open(p["gray8"])
+    yield 300
+    ctx.record("gray8_before", describe(ctx, document))
+    answer_dialog(ctx, "dialog_second", {
+        "model": p["model"], "scale": 2.0, "target": "canvas", "tile": p["tile"],
+        "device": "cpu"})
+    ctx.trigger(UPSCALE)
+    finished(ctx, document, "gray8", "Visible (Real-ESRGAN x2)")
+
+    # 4. 16-bit grey: Upscale Again from the menu action (the last settings: canvas, x2).
+    document = ctx.open(p["gray16"])
+    yield 300
+    ctx.record("gray16_before", describe(ctx, document))
+    ctx.trigger(AGAIN)
+    finished(ctx, document, "gray16", "Visible (Real-ESRGAN x2)")
+
+    # 5. Float RGBA through the function API (converted from the 8-bit crop, same profile).
+    for depth in ("F32", "F16"):
+        document = ctx.open(p["rgba8"])
+        yield 200
+        document.setColorSpace("RGBA", depth, document.colorProfile())
+        document.waitForDone()
+        ctx.dump(document.activeNode(), document, f"rgba_{depth.lower()}_input.raw")
+        api.upscale(document, settings.Settings(p["model"], 4.0, "layer", p["tile"], "cpu"))
+        finished(ctx, document, "rgba_" + depth.lower(), "Background (Real-ESRGAN x4)",
+                 export=False)
+        yield 100
+
+    # 6. The dialog shows the last settings; Cancel there changes nothing.
+    before = ctx.snapshot(document)
+    answer_dialog(ctx, "dialog_remembered", None)
+    ctx.trigger(UPSCALE)
+    ctx.record("dialog_cancel_unchanged", ctx.snapshot(document) == before)
+    ctx.record("message_count", len(messages))
+    ctx.record("menus_end", menu_actions(window))
+    yield 50
+
+
+def cancel_and_failures(ctx):
+    """Cancel, a worker that dies, colour models it cannot take, masks, a missing worker:
+    each gives at most one message and leaves the document exactly as it was."""
+    from realscale import api, settings
+
+    p = ctx.params
+    messages = watch_messages(ctx)
+    settings.save(settings.Settings(p["model"], 4.0, "layer", p["slow_tile"], "cpu"))
+
+    # 1. Cancel once the first tile is done.
+    document = ctx.open(p["big"])
+    yield 300
+    before = ctx.snapshot(document)
+    state = watch_progress(ctx, {}, click_cancel)
+    ctx.trigger(AGAIN)
+    returned = time.monotonic()
+    ctx.record("cancel", {
+        "progress": {k: v for k, v in state.items() if k != "acted_at"},
+        "seconds_to_stop": returned - state.get("acted_at", returned),
+        "unchanged": ctx.snapshot(document) == before,
+        "messages": list(messages),
+    })
+
+    # 2. The worker dies in the middle of an upscale.
+    pids = {}
+
+    def kill_worker(dialog):
+        pids["killed"] = api.client().pid
+        os.kill(pids["killed"], signal.SIGKILL)
+
+    state = watch_progress(ctx, {}, kill_worker)
+    ctx.trigger(AGAIN)
+    ctx.record("dead_worker", {
+        "killed": pids.get("killed"),
+        "unchanged": ctx.snapshot(document) == before,
+        "messages": list(messages),
+    })
+    ctx.robot.off("realscale_progress")
+    del messages[:]
+
+    # 3. The next upscale starts a new worker and works.
+    settings.save(settings.Settings(p["model"], 4.0, "layer", p["tile"], "cpu"))
+    small = ctx.open(p["rgba8"])
+    yield 200
+    ctx.record("active_before_restart", ctx.app.activeDocument().fileName())
+    ctx.trigger(AGAIN)
+    ctx.record("after_restart", {"document": describe(ctx, small), "pid": api.client().pid,
+                                 "messages": list(messages)})
+    del messages[:]
+
+    # 4. Colour models Real-ESRGAN cannot take.
+    unsupported = {}
+    for model, depth in (("CMYKA", "U8"), ("LABA", "U16"), ("XYZA", "F32")):
+        other = ctx.show(ctx.app.createDocument(64, 48, model, model, depth, "", 72.0))
+        yield 200
+        snap = ctx.snapshot(other)
+        ctx.trigger(AGAIN)
+        unsupported[model] = {"unchanged": ctx.snapshot(other) == snap,
+                              "messages": list(messages)}
+        del messages[:]
+    ctx.record("unsupported", unsupported)
+
+    # 5. A mask is active.
+    ctx.activate(small)
+    yield 200
+    mask = small.createNode("Mask", "transparencymask")
+    small.activeNode().addChildNode(mask, None)
+    small.setActiveNode(mask)
+    yield 200
+    snap = ctx.snapshot(small)
+    ctx.trigger(AGAIN)
+    ctx.record("mask", {"unchanged": ctx.snapshot(small) == snap, "messages": list(messages)})
+    del messages[:]
+
+    # 6. No worker installed: the config names nothing.
+    os.environ["REALSCALE_WORKER_CONFIG"] = p["missing_config"]
+    api.close_client()
+    small.setActiveNode(small.rootNode().childNodes()[-1])
+    yield 100
+    snap = ctx.snapshot(small)
+    ctx.trigger(AGAIN)
+    ctx.record("missing_worker", {"unchanged": ctx.snapshot(small) == snap,
+                                  "messages": list(messages)})
+    ctx.record("unexpected", list(ctx.robot.unexpected))
+    yield 50
+
+
+def installed_by_cli(ctx):
+    """After ``realscale install krita``: the menus, the shortcut, one upscale."""
+    from realscale import settings
+    p = ctx.params
+    window = ctx.window
+    ctx.record("menus", menu_actions(window))
+    ctx.record("shortcuts", {name: ctx.action(name).shortcut().toString()
+                             for name in (UPSCALE, AGAIN)})
+    messages = watch_messages(ctx)
+    settings.save(settings.Settings(p["model"], 4.0, "layer", p["tile"], "cpu"))
+    document = ctx.open(p["rgba8"])
+    yield 300
+    press(window, Qt.Key_U, Qt.ControlModifier | Qt.AltModifier | Qt.ShiftModifier)
+    yield 100
+    finished(ctx, document, "rgba8", "Background (Real-ESRGAN x4)")
+    ctx.record("message_count", len(messages))

@@ -1,0 +1,392 @@
+"""The realscale plug-in in the real Krita 5.1.5 (Debian's package) under Xvfb.
+
+The plug-in is installed from the zip ``realscale package krita`` builds, by Krita's own
+importer code, into a fresh copy of a warmed profile. The test driver triggers the real
+actions (menu action, keyboard shortcut, dialog) on crops of real images, exports the
+results and dumps the new layers; here they are compared pixel for pixel with
+``python -m realscale upscale`` on the same files and settings.
+
+Needs the packages of scripts/krita-deps.sh; skips without them. About 1.5 minutes on 2 cores
+(four Krita starts: one to warm a profile, three that each copy it).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import krita_harness as kh
+import numpy as np
+import pytest
+
+from helpers import data_file
+
+MODEL = "realesr-animevideov3"
+TILE = 64
+SLOW_TILE = 32
+"""Small tiles make the cancel and dead-worker runs long enough to act in the middle."""
+CROP = (80, 96)
+"""height, width of the crops: a few tiles each, quick on a CPU."""
+
+
+@dataclass
+class Setup:
+    root: Path
+    archive: Path
+    warm: kh.Profile
+    worker_config: Path
+
+
+@pytest.fixture(scope="module")
+def krita(tmp_path_factory) -> Setup:
+    """The plug-in zip, and a profile warmed by one Krita start (the test driver only)."""
+    kh.require_krita()
+    root = tmp_path_factory.mktemp("krita")
+    archive = kh.build_zip(root / "zip")
+    warm = kh.new_profile(root / "warm")
+    run = kh.run_scenario(warm, "noop", root / "warm-out", timeout=180)
+    assert run.result.get("ok"), run.describe()
+    assert run.result["records"]["app_data"] == str(warm.resources), run.describe()
+    config = kh.write_worker_config(root / "worker.json")
+    return Setup(root, archive, warm, config)
+
+
+@dataclass
+class Images:
+    inputs: dict[str, Path]
+    references: dict[str, Path]
+
+
+def _crop(source: Path, target: Path, top: int, left: int, *, to16: bool = False) -> None:
+    from realscale.formats import read_image, write_image
+
+    image = read_image(source)
+    height, width = CROP
+    pixels = image.pixels[top : top + height, left : left + width]
+    assert pixels.shape[:2] == CROP
+    if to16:
+        write_image(target, pixels.astype(np.uint16) * 257, format="png")
+    else:
+        write_image(target, np.ascontiguousarray(pixels), like=image)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Images:
+    """Crops of the real test images, and what ``realscale upscale`` makes of them."""
+    root = tmp_path_factory.mktemp("krita-images")
+    inputs = {name: root / f"{name}.png" for name in ("rgba8", "rgba16", "gray8", "gray16")}
+    _crop(data_file("realesrgan-inputs", "children-alpha.png"), inputs["rgba8"], 120, 0)
+    _crop(data_file("realesrgan-inputs", "tree_alpha_16bit.png"), inputs["rgba16"], 40, 120)
+    gray = data_file("realesrgan-inputs", "00017_gray.png")
+    _crop(gray, inputs["gray8"], 100, 200)
+    _crop(gray, inputs["gray16"], 100, 200, to16=True)
+    references = {}
+    for names, scale in ((("rgba8", "rgba16"), 4), (("gray8", "gray16"), 2)):
+        out = root / f"x{scale}"
+        out.mkdir()
+        _cli_upscale([inputs[n] for n in names], out, scale)
+        references.update({n: out / f"{n}.png" for n in names})
+    return Images(inputs, references)
+
+
+def _cli_upscale(files: list[Path], out: Path, scale: int) -> None:
+    command = [sys.executable, "-m", "realscale", "upscale", *map(str, files), "-o",
+               f"{out}/", "--model", MODEL, "--scale", str(scale), "--tile", str(TILE),
+               "--device", "cpu", "-q"]
+    done = subprocess.run(command, capture_output=True, text=True, env=kh.core_env(),
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def _fresh_profile(krita: Setup, name: str) -> tuple[kh.Profile, list[dict]]:
+    profile = kh.clone_profile(krita.warm, krita.root / name)
+    imported = kh.import_zip(krita.archive, profile)
+    return profile, imported
+
+
+@pytest.fixture(scope="module")
+def main_run(krita: Setup, images: Images) -> tuple[kh.Run, Path, list[dict], kh.Profile]:
+    profile, imported = _fresh_profile(krita, "main")
+    out = krita.root / "main-out"
+    params = {key: str(path) for key, path in images.inputs.items()}
+    params.update(model=MODEL, tile=TILE)
+    run = kh.run_scenario(profile, "upscale_matches_cli", out, params=params,
+                          env={"REALSCALE_WORKER_CONFIG": str(krita.worker_config)})
+    assert run.result.get("ok"), run.describe()
+    assert run.returncode == 0, run.describe()
+    return run, out, imported, profile
+
+
+@pytest.fixture(scope="module")
+def failure_run(krita: Setup, images: Images) -> kh.Run:
+    profile, _ = _fresh_profile(krita, "failures")
+    params = {
+        "big": str(data_file("realesrgan-inputs", "children-alpha.png")),
+        "rgba8": str(images.inputs["rgba8"]), "model": MODEL, "tile": TILE,
+        "slow_tile": SLOW_TILE, "missing_config": str(krita.root / "no-such-worker.json"),
+    }
+    run = kh.run_scenario(profile, "cancel_and_failures", krita.root / "failures-out",
+                          params=params,
+                          env={"REALSCALE_WORKER_CONFIG": str(krita.worker_config)})
+    assert run.result.get("ok"), run.describe()
+    assert run.returncode == 0, run.describe()
+    return run
+
+
+def _read(path: Path) -> np.ndarray:
+    from realscale.formats import read_image
+
+    return read_image(path).pixels
+
+
+def _raw(path: Path, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    return np.frombuffer(path.read_bytes(), dtype=dtype).reshape(shape)
+
+
+def _bgra_to_rgba(pixels: np.ndarray) -> np.ndarray:
+    return pixels[..., [2, 1, 0, 3]]
+
+
+def _assert_same_image(actual: np.ndarray, expected: np.ndarray) -> None:
+    """Equal pixel for pixel; where alpha is 0 the colour is not compared (Krita's flattened
+    export stores fully transparent pixels as 0, the CLI keeps the network's colour)."""
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    np.testing.assert_array_equal(actual[..., -1], expected[..., -1])
+    visible = expected[..., -1] > 0
+    np.testing.assert_array_equal(actual[visible], expected[visible])
+
+
+# -- installation and wiring ------------------------------------------------------------------
+
+
+def test_zip_installs_through_krita_importer(main_run) -> None:
+    run, _out, imported, profile = main_run
+    assert [p["name"] for p in imported] == ["realscale"]
+    assert imported[0]["action"], "the zip's realscale.action was not found by the importer"
+    pykrita = profile.resources / "pykrita"
+    assert (pykrita / "realscale.desktop").is_file()
+    assert (pykrita / "realscale" / "__init__.py").is_file()
+    assert (pykrita / "realscale" / "realscale_client.py").is_file()
+    assert (profile.resources / "actions" / "realscale.action").is_file()
+    assert "enable_realscale=true" in profile.kritarc.read_text()
+
+
+def test_actions_in_menus_with_shortcuts(main_run) -> None:
+    records = main_run[0].result["records"]
+    assert records["texts"] == {"realscale_upscale": "Upscale with Real-ESRGAN...",
+                                "realscale_upscale_again": "Upscale Again"}
+    for menus in (records["menus"], records["menus_end"]):  # at start, after documents
+        for menu in ("tools/scripts", "image"):
+            assert {"realscale_upscale", "realscale_upscale_again"} <= set(menus[menu]), menus
+    assert records["shortcuts"] == {"realscale_upscale": "Ctrl+Alt+U",
+                                    "realscale_upscale_again": "Ctrl+Alt+Shift+U"}
+    assert records["enabled"] == {"realscale_upscale": True, "realscale_upscale_again": True}
+
+
+def test_no_messages_or_stray_windows_on_success(main_run) -> None:
+    result = main_run[0].result
+    assert result["records"]["message_count"] == 0, result["records"]["messages"]
+    assert result["unexpected_windows"] == []
+
+
+# -- results, pixel for pixel -----------------------------------------------------------------
+
+
+def test_rgba8_dialog_layer_matches_cli(main_run, images: Images) -> None:
+    run, out, _, _ = main_run
+    records = run.result["records"]
+    shown = records["dialog_first"]
+    assert MODEL in shown["models"] and shown["note"] == "", shown
+    before, after = records["rgba8_before"], records["rgba8"]
+    height, width = CROP
+    assert before["size"] == [width, height]
+    assert after["size"] == [width * 4, height * 4]
+    assert after["resolution"] == before["resolution"]
+    assert after["colour"] == before["colour"]
+    assert after["active_colour"] == before["colour"]
+    assert after["layers"] == [
+        ["Under", "paintlayer", True],
+        ["Background", "paintlayer", False],
+        ["Background (Real-ESRGAN x4)", "paintlayer", True],
+        ["Over", "paintlayer", True],
+    ]
+    reference = _read(images.references["rgba8"])
+    _assert_same_image(_read(out / "rgba8.png"), reference)
+    layer = _raw(out / "rgba8.raw", (height * 4, width * 4, 4), "u1")
+    np.testing.assert_array_equal(_bgra_to_rgba(layer), reference)
+
+
+def test_progress_dialog_runs_while_krita_stays_responsive(main_run) -> None:
+    records = main_run[0].result["records"]
+    progress = records["rgba8_progress"]
+    # The robot is a timer in Krita's event loop: it ticking during the upscale means Krita
+    # kept handling events; the dialog showed tiles counting up.
+    assert progress["ticks"] >= 3, progress
+    assert any(label.startswith("Upscaling with Real-ESRGAN: tile ") for label in
+               progress["labels"]), progress
+    assert max(progress["values"]) >= 1, progress
+    assert records["rgba8_dialog_answered"]
+
+
+def test_rgba16_shortcut_upscale_again_matches_cli(main_run, images: Images) -> None:
+    run, out, _, _ = main_run
+    records = run.result["records"]
+    before, after = records["rgba16_before"], records["rgba16"]
+    assert before["colour"] == ["RGBA", "U16", "Adobe RGB (1998)"]
+    assert after["colour"] == before["colour"]
+    assert after["layers"] == [["Background", "paintlayer", False],
+                               ["Background (Real-ESRGAN x4)", "paintlayer", True]]
+    height, width = CROP
+    reference = _read(images.references["rgba16"])
+    assert reference.dtype == np.uint16
+    _assert_same_image(_read(out / "rgba16.png"), reference)
+    layer = _raw(out / "rgba16.raw", (height * 4, width * 4, 4), "<u2")
+    np.testing.assert_array_equal(_bgra_to_rgba(layer), reference)
+
+
+@pytest.mark.parametrize(("key", "dtype"), [("gray8", "u1"), ("gray16", "<u2")])
+def test_gray_canvas_matches_cli(main_run, images: Images, key: str, dtype: str) -> None:
+    run, out, _, _ = main_run
+    records = run.result["records"]
+    before, after = records[f"{key}_before"], records[key]
+    assert after["colour"] == before["colour"] and before["colour"][0] == "GRAYA"
+    height, width = CROP
+    assert after["size"] == [width * 2, height * 2]
+    # The whole visible canvas: the result goes on top, named after it, the layers that made
+    # the canvas are hidden.
+    assert after["layers"] == [["Background", "paintlayer", False],
+                               ["Visible (Real-ESRGAN x2)", "paintlayer", True]]
+    reference = _read(images.references[key])[..., 0]
+    exported = _read(out / f"{key}.png")
+    assert exported.shape[2] == 2
+    np.testing.assert_array_equal(exported[..., 0], reference)
+    assert (exported[..., 1] == np.iinfo(reference.dtype).max).all()
+    layer = _raw(out / f"{key}.raw", (height * 2, width * 2, 2), dtype)
+    np.testing.assert_array_equal(layer[..., 0], reference)
+
+
+@pytest.fixture(scope="module")
+def float_references(main_run, tmp_path_factory) -> dict[str, np.ndarray]:
+    """``realscale upscale`` on exactly the float pixels the Krita documents held (written
+    as float TIFFs from the layers' own bytes)."""
+    from realscale.formats import write_image
+
+    _run, out, _, _ = main_run
+    root = tmp_path_factory.mktemp("krita-float")
+    height, width = CROP
+    files = []
+    for depth, dtype in (("f32", "<f4"), ("f16", "<f2")):
+        pixels = _raw(out / f"rgba_{depth}_input.raw", (height, width, 4), dtype)
+        files.append(root / f"{depth}.tif")
+        write_image(files[-1], pixels.astype(np.float32))
+    (root / "out").mkdir()
+    _cli_upscale(files, root / "out", 4)
+    return {depth: _read(root / "out" / f"{depth}.tif") for depth in ("f32", "f16")}
+
+
+@pytest.mark.parametrize(("depth", "dtype"), [("f32", "<f4"), ("f16", "<f2")])
+def test_float_rgba_through_function_api_matches_cli(main_run, float_references, images: Images,
+                                                     depth: str, dtype: str) -> None:
+    run, out, _, _ = main_run
+    after = run.result["records"][f"rgba_{depth}"]
+    assert after["colour"][:2] == ["RGBA", depth.upper()]
+    assert after["colour"][2] == run.result["records"]["rgba8_before"]["colour"][2]
+    assert after["layers"] == [["Background", "paintlayer", False],
+                               ["Background (Real-ESRGAN x4)", "paintlayer", True]]
+    height, width = CROP
+    # The converted document holds the 8-bit crop (as Krita converts it): R, G, B, A order.
+    source = _raw(out / f"rgba_{depth}_input.raw", (height, width, 4), dtype)
+    crop = _read(images.inputs["rgba8"]).astype(np.float32) / 255
+    assert np.abs(source.astype(np.float32) - crop).max() < 2e-3
+    layer = _raw(out / f"rgba_{depth}.raw", (height * 4, width * 4, 4), dtype)
+    reference = float_references[depth].astype(np.dtype(dtype))
+    np.testing.assert_array_equal(layer, reference)
+
+
+def test_dialog_remembers_last_settings(main_run) -> None:
+    records = main_run[0].result["records"]
+    shown = records["dialog_remembered"]
+    assert {k: shown[k] for k in ("model", "scale", "target", "tile", "device")} == {
+        "model": MODEL, "scale": 2.0, "target": "canvas", "tile": TILE, "device": "cpu"}
+    assert records["dialog_cancel_unchanged"] is True
+
+
+# -- cancel and failures ------------------------------------------------------------------------
+
+
+def test_cancel_leaves_document_unchanged(failure_run) -> None:
+    cancel = failure_run.result["records"]["cancel"]
+    assert cancel["progress"]["acted"], cancel
+    assert cancel["unchanged"] is True
+    assert cancel["messages"] == []
+    assert cancel["seconds_to_stop"] < 30, cancel
+
+
+def test_dead_worker_gives_one_message_and_no_change(failure_run) -> None:
+    records = failure_run.result["records"]
+    dead = records["dead_worker"]
+    assert dead["killed"], dead
+    assert dead["unchanged"] is True
+    assert len(dead["messages"]) == 1 and "worker stopped" in dead["messages"][0], dead
+    assert "Traceback" not in dead["messages"][0]
+    restarted = records["after_restart"]
+    assert restarted["messages"] == []
+    assert restarted["pid"] != dead["killed"]
+    assert restarted["document"]["layers"][-1] == [
+        "Background (Real-ESRGAN x4)", "paintlayer", True]
+
+
+@pytest.mark.parametrize("model", ["CMYKA", "LABA", "XYZA"])
+def test_other_colour_models_refused(failure_run, model: str) -> None:
+    outcome = failure_run.result["records"]["unsupported"][model]
+    assert outcome["unchanged"] is True
+    assert len(outcome["messages"]) == 1, outcome
+    assert "RGB and greyscale images only" in outcome["messages"][0]
+    assert "Convert Image Color Space" in outcome["messages"][0]
+
+
+def test_mask_refused(failure_run) -> None:
+    outcome = failure_run.result["records"]["mask"]
+    assert outcome["unchanged"] is True
+    assert len(outcome["messages"]) == 1 and "is a mask" in outcome["messages"][0]
+
+
+def test_missing_worker_says_how_to_install(failure_run) -> None:
+    records = failure_run.result["records"]
+    outcome = records["missing_worker"]
+    assert outcome["unchanged"] is True
+    assert len(outcome["messages"]) == 1, outcome
+    assert "realscale install krita" in outcome["messages"][0]
+    assert records["unexpected"] == [] and failure_run.result["unexpected_windows"] == []
+
+
+
+# -- installed by the command line -------------------------------------------------------------
+
+
+def test_realscale_install_krita(krita: Setup, images: Images) -> None:
+    """``realscale install krita`` into a fresh profile: enabled, worker configured, the
+    shortcut upscales, same pixels as the CLI."""
+    profile = kh.clone_profile(krita.warm, krita.root / "installed")
+    done = kh.cli_install(profile)
+    assert done.returncode == 0, done.stderr
+    pykrita = profile.resources / "pykrita"
+    assert (pykrita / "realscale" / "realscale_client.py").is_file()
+    assert "enable_realscale=true" in profile.kritarc.read_text()
+    config = json.loads((profile.config / "realscale" / "worker.json").read_text())
+    assert config["version"] == 1 and config["python"]
+    params = {"rgba8": str(images.inputs["rgba8"]), "model": MODEL, "tile": TILE}
+    run = kh.run_scenario(profile, "installed_by_cli", krita.root / "installed-out",
+                          params=params)  # no REALSCALE_WORKER_CONFIG: the per-user config
+    assert run.result.get("ok") and run.returncode == 0, run.describe()
+    records = run.result["records"]
+    assert records["shortcuts"] == {"realscale_upscale": "Ctrl+Alt+U",
+                                    "realscale_upscale_again": "Ctrl+Alt+Shift+U"}
+    assert {"realscale_upscale", "realscale_upscale_again"} <= set(records["menus"]["image"])
+    assert records["message_count"] == 0, records["messages"]
+    height, width = CROP
+    layer = _raw(krita.root / "installed-out" / "rgba8.raw", (height * 4, width * 4, 4), "u1")
+    np.testing.assert_array_equal(_bgra_to_rgba(layer), _read(images.references["rgba8"]))

@@ -1,0 +1,153 @@
+"""The host client under Debian's Python driving a real worker: results, progress, cancel,
+a killed worker, a missing install."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from helpers import rgb_crop
+from realscale import Upscaler
+
+MODEL = "realesr-animevideov3"
+TILE = 16
+Drive = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def upscaler() -> Upscaler:
+    # What the worker builds for device/precision "auto", with the tile the requests ask for.
+    return Upscaler(MODEL, device="auto", precision="auto", tile=TILE)
+
+
+def _job(tmp_path: Path, name: str, pixels: np.ndarray, depth: str, order: str) -> dict:
+    source = tmp_path / f"{name}.in"
+    source.write_bytes(np.ascontiguousarray(pixels).tobytes())
+    height, width = pixels.shape[:2]
+    channels = pixels.shape[2] if pixels.ndim == 3 else 1
+    return {"in": str(source), "out": str(tmp_path / f"{name}.out"), "width": width,
+            "height": height, "channels": channels, "depth": depth, "order": order}
+
+
+def _read(job: dict, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    return np.frombuffer(Path(job["out"]).read_bytes(), dtype=dtype).reshape(shape)
+
+
+def test_results_match_the_upscaler_byte_for_byte(
+    drive: Drive, worker_config: Path, tmp_path: Path, upscaler: Upscaler
+) -> None:
+    photo = rgb_crop("OST_009.png", 24, 100, 100)
+    other = rgb_crop("0014.jpg", 24, 40, 40)
+    # RGBA with a real, partly translucent alpha, handed over as Krita does: B, G, R, A.
+    rgba = np.concatenate([photo, 255 - other[..., 1:2] // 2], axis=2)
+    bgra = rgba[..., [2, 1, 0, 3]]
+    # 16-bit grey with detail below the 8-bit steps; float grey in [0, 1].
+    grey16 = photo[..., 1].astype(np.uint16) * 257 + other[..., 0] // 4
+    grey32 = (other[..., 2].astype(np.float32) / 255.0)[..., None]
+    rgb16f = (photo.astype(np.float32) / 255.0).astype(np.float16)
+    jobs = [
+        _job(tmp_path, "bgra8", bgra, "u8", "bgr"),
+        _job(tmp_path, "grey16", grey16[..., None], "u16", "rgb"),
+        _job(tmp_path, "grey32", grey32, "f32", "rgb"),
+        _job(tmp_path, "rgb16f", rgb16f[..., ::-1], "f16", "bgr"),
+    ]
+    report = drive("upscale", {"config": str(worker_config), "jobs": jobs})
+
+    assert {job["type"] for job in report["jobs"]} == {"bytearray"}
+    assert len({job["pid"] for job in report["jobs"]}) == 1, "one worker serves every call"
+    for job in report["jobs"]:
+        assert (job["width"], job["height"]) == (96, 96)
+        events = job["events"]
+        assert len(events) > 1 and events[-1][0] == events[-1][1]
+        assert [done for done, _ in events] == list(range(1, len(events) + 1))
+
+    expected = upscaler.upscale(rgba)[..., [2, 1, 0, 3]]
+    got = _read(jobs[0], "u1", (96, 96, 4))
+    assert np.array_equal(got, expected)
+    assert int((got[..., 3] < 255).sum()) > 0, "the alpha went through"
+
+    expected16 = upscaler.upscale(grey16[..., None])
+    got16 = _read(jobs[1], "<u2", (96, 96, 1))
+    assert np.array_equal(got16, expected16)
+    assert np.count_nonzero(got16 % 257) > 0, "16-bit, not 8-bit data widened"
+
+    assert np.array_equal(_read(jobs[2], "<f4", (96, 96, 1)), upscaler.upscale(grey32))
+
+    expected_half = upscaler.upscale(rgb16f.astype(np.float32)).astype(np.float16)
+    assert np.array_equal(_read(jobs[3], "<f2", (96, 96, 3)), expected_half[..., ::-1])
+
+
+def test_cancel_stops_the_request_and_the_worker_keeps_serving(
+    drive: Drive, worker_config: Path, tmp_path: Path
+) -> None:
+    big = _job(tmp_path, "big", rgb_crop("OST_009.png", 256), "u8", "rgb")
+    small = _job(tmp_path, "small", rgb_crop("OST_009.png", 20), "u8", "rgb")
+    report = drive("cancel", {"config": str(worker_config), "big": big, "small": small})
+
+    assert report["class"] == "WorkerCancelled", report
+    events = report["events"]
+    total = events[0][1]
+    assert total > 100
+    # Cancelled right after the first tile: the tiler checks before every tile, so the worker
+    # stops as soon as the message is through the pipe, far from the end.
+    assert events[-1][0] <= total // 10, events[-5:]
+    assert report["after"] == {"width": 80, "pid": report["pid"]}
+
+
+def test_a_killed_worker_gives_a_clear_error_and_restarts(
+    drive: Drive, worker_config: Path, tmp_path: Path
+) -> None:
+    big = _job(tmp_path, "big", rgb_crop("OST_009.png", 256), "u8", "rgb")
+    small = _job(tmp_path, "small", rgb_crop("OST_009.png", 20), "u8", "rgb")
+    report = drive("kill", {"config": str(worker_config), "big": big, "small": small})
+
+    assert report["class"] == "WorkerCrashed", report
+    assert "killed by SIGKILL" in report["message"]
+    assert "next attempt starts a new one" in report["message"]
+    assert report["after"]["width"] == 80
+    assert report["after"]["pid"] != report["first_pid"]
+
+
+def test_missing_config_names_realscale_install(
+    drive: Drive, tmp_path: Path, host_python: str
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    report = drive("expect_error", {}, env=env)
+    assert report["class"] == "WorkerNotInstalled"
+    assert "realscale install gimp" in report["message"]
+    assert str(home / ".config" / "realscale" / "worker.json") in report["message"]
+
+    gone = tmp_path / "gone.json"
+    gone.write_text(json.dumps({"version": 1, "python": str(tmp_path / "no" / "python")}))
+    report = drive("expect_error", {"config": str(gone)})
+    assert report["class"] == "WorkerNotInstalled"
+    assert "does not exist" in report["message"] and "realscale install" in report["message"]
+
+    # An interpreter without realscale (here: the host's own) is "not installed" too.
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps({"version": 1, "python": host_python}))
+    report = drive("expect_error", {"config": str(bare)})
+    assert report["class"] == "WorkerNotInstalled", report
+    assert "has no realscale" in report["message"]
+
+
+def test_models_and_bad_requests_come_back_as_worker_errors(
+    drive: Drive, worker_config: Path, tmp_path: Path
+) -> None:
+    report = drive("models", {"config": str(worker_config)})
+    names = {m["name"]: m for m in report["models"]}
+    assert names[MODEL]["embedded"] is True and names[MODEL]["scale"] == 4
+    assert sum(m["default"] for m in report["models"]) == 1
+
+    job = _job(tmp_path, "tiny", rgb_crop("OST_009.png", 8), "u8", "rgb")
+    job["tile"] = 3
+    report = drive("expect_error", {"config": str(worker_config), "job": job})
+    assert report["class"] == "WorkerError"
+    assert "'tile' must be 0 (auto) or at least 16" in report["message"]
