@@ -42,7 +42,10 @@ def require_krita() -> None:
     if not KRITA_IMPORTER.is_file():
         missing.append(str(KRITA_IMPORTER))
     if missing:
-        pytest.skip(f"the real-Krita tests need {', '.join(missing)}: {DEPS_HINT}")
+        message = f"the real-Krita tests need {', '.join(missing)}: {DEPS_HINT}"
+        if os.environ.get("REALSCALE_REQUIRE_KRITA") == "1":
+            pytest.fail(message)  # CI: a host that cannot be set up is a failure
+        pytest.skip(message)
 
 
 def worker_python() -> str:

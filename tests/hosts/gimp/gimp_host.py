@@ -1,0 +1,249 @@
+"""The real GIMP 3 for the host tests: a cached Debian 13 chroot (scripts/gimp-chroot.sh),
+the plug-in installed as users install it, a realscale worker outside the chroot on
+127.0.0.1, and gimp-console runs of ``gimp_driver.py``.
+
+The chroot shares this machine's network namespace, so the plug-in inside reaches the worker
+outside over TCP; the chroot cannot see this checkout's Python environment, which is why the
+worker runs out here (``realscale worker --listen``) and the plug-in's client config holds
+its address and token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+CHROOT_SCRIPT = REPO / "scripts" / "gimp-chroot.sh"
+PLUGIN_DIR = REPO / "plugins" / "gimp"
+DRIVER = Path(__file__).with_name("gimp_driver.py")
+CANNOT_BUILD = 77  # gimp-chroot.sh: this machine cannot build the chroot
+REQUIRE_ENV = "REALSCALE_REQUIRE_GIMP"  # "1": a chroot that cannot be built fails the tests
+# Seconds for one gimp-console run (a cold first start takes ~10 s, the whole run ~1 min).
+GIMP_TIMEOUT = float(os.environ.get("REALSCALE_GIMP_TIMEOUT", "300"))
+
+
+def build_chroot() -> Path:
+    """The cached chroot's root (built on first use), or skip with the reason it cannot be
+    built here; fails outright if the build script itself breaks."""
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(["bash", str(CHROOT_SCRIPT)], capture_output=True, text=True,
+                              timeout=1800, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail("scripts/gimp-chroot.sh took more than 30 minutes")
+    if proc.returncode == CANNOT_BUILD:
+        reason = [line for line in proc.stderr.splitlines() if "cannot build" in line]
+        text = reason[-1] if reason else proc.stderr.strip()[-500:]
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{text} (and {REQUIRE_ENV}=1 asks for the GIMP tests to run)")
+        pytest.skip(f"the GIMP 3 host tests need a Debian 13 chroot: {text}")
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/gimp-chroot.sh failed with exit code {proc.returncode}:\n"
+                    f"{proc.stderr[-3000:]}")
+    root = Path(proc.stdout.strip().splitlines()[-1])
+    took = time.monotonic() - started
+    if took > 5:
+        print(f"built the GIMP chroot at {root} in {took:.0f} s", file=sys.stderr)
+    return root
+
+
+def _realscale(*args: str, env: dict[str, str] | None = None) -> str:
+    """Run this checkout's ``python -m realscale ARGS``; its stdout, or fail the test."""
+    variables = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    variables["PYTHONPATH"] = str(REPO / "core")
+    variables.update(env or {})
+    command = [sys.executable, "-m", "realscale", *args]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=variables,
+                          timeout=600, check=False)
+    if proc.returncode != 0:
+        pytest.fail(f"`realscale {' '.join(args)}` failed ({proc.returncode}):\n"
+                    f"{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def install_plugin(plugins_dir: Path, records_dir: Path, how: str) -> Path:
+    """Install the plug-in into a GIMP plug-ins folder the way a user does: ``realscale
+    install gimp`` (how="install"), or by unpacking the zip of ``realscale package gimp``
+    with its file modes (how="zip"). Returns the installed plug-in's folder."""
+    manifest = json.loads((PLUGIN_DIR / "manifest.json").read_text(encoding="utf-8"))
+    env = {"REALSCALE_CONFIG_DIR": str(records_dir)}  # install records stay in the session
+    if how == "install":
+        _realscale("install", "gimp", "--dest", str(plugins_dir), "--no-config", env=env)
+    else:
+        out = records_dir / "package"
+        zip_path = Path(_realscale("package", "gimp", "-o", str(out), env=env)
+                        .strip().splitlines()[-1])
+        with zipfile.ZipFile(zip_path) as archive:
+            for info in archive.infolist():
+                target = Path(archive.extract(info, plugins_dir))
+                mode = (info.external_attr >> 16) & 0o777
+                if mode:  # what unzip and file managers do with the modes a zip records
+                    target.chmod(mode)
+    for entry in manifest["files"]:
+        installed = plugins_dir / entry["dest"]
+        assert installed.is_file(), f"{how}: {installed} is missing"
+        if entry.get("executable"):
+            assert os.access(installed, os.X_OK), (
+                f"{how}: {installed} is not executable (GIMP skips it silently)")
+    assert (plugins_dir / manifest["client_dest"]).is_file(), f"{how}: no client"
+    return plugins_dir / manifest["name"]
+
+
+class GimpSession:
+    """One folder inside the chroot for a test session: GIMP's config folder with the
+    plug-in installed, the test images, jobs and results. Paths handed to GIMP are the
+    chroot's view of them (``inner``)."""
+
+    def __init__(self, root: Path, install: str = "install") -> None:
+        self.root = root
+        (root / "tmp").mkdir(exist_ok=True)
+        for stale in (root / "tmp").glob("realscale-gimp-test-*"):  # from killed runs
+            if time.time() - stale.stat().st_mtime > 86400:
+                shutil.rmtree(stale, ignore_errors=True)
+        self.dir = Path(tempfile.mkdtemp(prefix="realscale-gimp-test-", dir=root / "tmp"))
+        self.dir.chmod(0o755)
+        for name in ("gimp", "cache", "config", "data", "tmp", "work", "records"):
+            (self.dir / name).mkdir()
+        self.plugin = install_plugin(self.dir / "gimp" / "plug-ins", self.dir / "records",
+                                     install)
+        self.runs = 0
+
+    def inner(self, path: Path) -> str:
+        """``path`` (under the chroot) as GIMP inside the chroot sees it."""
+        return "/" + str(Path(path).relative_to(self.root))
+
+    def file(self, name: str) -> Path:
+        return self.dir / "work" / name
+
+    def run(self, cases: list[dict], *, env: dict[str, str] | None = None) -> dict:
+        """Run the driver over ``cases`` in one gimp-console; return its results, with the
+        console output under ``log``. Fails the test if GIMP does not finish or the driver
+        could not report."""
+        self.runs += 1
+        job = self.file(f"job-{self.runs}.json")
+        result = self.file(f"result-{self.runs}.json")
+        job.write_text(json.dumps({"result": self.inner(result), "cases": cases}, indent=1))
+        driver = self.file("gimp_driver.py")
+        shutil.copyfile(DRIVER, driver)
+        inner = self.inner(self.dir)
+        variables = {
+            "HOME": "/root", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1",  # stacks on SIGABRT
+            "GIMP3_DIRECTORY": f"{inner}/gimp",
+            "XDG_CACHE_HOME": f"{inner}/cache", "XDG_CONFIG_HOME": f"{inner}/config",
+            "XDG_DATA_HOME": f"{inner}/data", "TMPDIR": f"{inner}/tmp",
+            "REALSCALE_GIMP_JOB": self.inner(job),
+        }
+        variables.update(env or {})
+        command = ["chroot", str(self.root), "/usr/bin/env", "-i",
+                   *(f"{key}={value}" for key, value in variables.items()),
+                   "gimp-console-3.0", "-i", "--no-data", "--no-fonts",
+                   "--batch-interpreter=python-fu-eval", "-b", "-", "--quit"]
+        code, log = _run_group(command, f"exec(open({self.inner(driver)!r}).read())\n",
+                               GIMP_TIMEOUT)
+        if not result.is_file():
+            pytest.fail(f"gimp-console (exit code {code}) wrote no result; its output:\n"
+                        f"{log[-6000:]}")
+        results = json.loads(result.read_text())
+        results["log"], results["exit_code"] = log, code
+        if results.get("driver_error"):
+            pytest.fail(f"the GIMP driver failed:\n{results['driver_error']}\n{log[-3000:]}")
+        return results
+
+    def close(self) -> None:
+        if os.environ.get("REALSCALE_KEEP_GIMP_SESSION") == "1":
+            print(f"kept the GIMP test folder {self.dir}", file=sys.stderr)
+            return
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _run_group(command: list[str], stdin: str, timeout: float) -> tuple[int, str]:
+    """Run ``command`` in its own process group; on timeout kill the whole group (GIMP
+    and its plug-in processes)."""
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # SIGABRT first: the Python plug-ins (PYTHONFAULTHANDLER) print where they hang.
+        os.killpg(proc.pid, signal.SIGABRT)
+        try:
+            out, _ = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+        pytest.fail(f"gimp-console did not finish within {timeout:.0f} s; its output, with "
+                    f"the Python stacks at the end:\n{out[-8000:]}")
+    return proc.returncode, out
+
+
+class TcpWorker:
+    """``realscale worker --listen 127.0.0.1:0`` from this checkout's environment, outside
+    the chroot; ``config`` is the client config that points the plug-in at it."""
+
+    def __init__(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        env["PYTHONPATH"] = str(REPO / "core")
+        # stdin stays an open pipe: the worker ends when it closes (or this process dies).
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "realscale", "worker", "--listen", "127.0.0.1:0"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+            start_new_session=True)
+        line = _read_line(self.proc, 120)
+        try:
+            hello = json.loads(line)
+            self.address, self.token = hello["address"], hello["token"]
+        except (ValueError, KeyError, TypeError):
+            self.close()
+            err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+            pytest.fail(f"`realscale worker --listen` did not announce its address "
+                        f"(got {line!r}); stderr:\n{err[-3000:]}")
+        self.config = {"version": 1, "address": self.address, "token": self.token}
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def _read_line(proc: subprocess.Popen, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n") and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 1)
+            if not chunk:
+                break
+            line += chunk
+        elif proc.poll() is not None:
+            break
+    return line.decode(errors="replace").strip()
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+

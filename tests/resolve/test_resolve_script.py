@@ -1,0 +1,266 @@
+"""The real Resolve script, run end to end against the in-memory Resolve of tests/fakes.
+
+Resolve runs scripts with ``resolve``, ``fusion`` and ``bmd`` injected; so do these tests
+(runpy), and a scripted user fills the dialog and clicks. The script really starts
+``realscale video`` (here with a tiny identity network, so every frame can be checked) on the
+real sample clip, and the fake records everything the script asks of Resolve.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import runpy
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fakes.resolve import FakeBmd, FakeDispatcher, FakeResolve, FakeTimelineItem, FakeWindow
+from realscale.video.frames import read_frames
+
+SCRIPT = Path(__file__).resolve().parents[2] / "plugins" / "resolve" / "realscale_resolve.py"
+HOUR = 86400  # 01:00:00:00 at 24 fps: where the fake timeline starts
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The worker config `realscale install resolve` writes, naming this interpreter."""
+    path = tmp_path / "worker.json"
+    path.write_text(json.dumps({"python": sys.executable, "version": 1}))
+    monkeypatch.setenv("REALSCALE_WORKER_CONFIG", str(path))
+    return path
+
+
+class User:
+    """Fills the dialog, clicks Upscale, watches the status, closes the window when done.
+
+    ``cancel_at``: click Cancel once the status shows this text.
+    """
+
+    def __init__(self, choices: dict[str, Any], cancel_at: str | None = None) -> None:
+        self.choices = choices
+        self.cancel_at = cancel_at
+        self.state = "fill"
+        self.statuses: list[str] = []
+        self.result = ""
+        self.dialog: FakeWindow | None = None
+
+    def __call__(self, window: FakeWindow, dispatcher: FakeDispatcher) -> None:
+        items = window.widgets
+        if window.id == "RealscaleMessage":
+            self.result = items["Message"].Text
+            window.click("OK")
+            return
+        self.dialog = window
+        status = items["Status"].Text
+        if status and (not self.statuses or self.statuses[-1] != status):
+            self.statuses.append(status)
+        if self.state == "fill":
+            for key, value in self.choices.items():
+                widget = items[key]
+                if widget.kind == "ComboBox":
+                    widget.choose(value)
+                elif widget.kind == "SpinBox":
+                    widget.Value = value
+                else:
+                    widget.Text = value
+            window.click("Go")
+            self.state = "wait"
+        elif self.state == "wait":
+            if self.cancel_at and self.cancel_at in status and items["Go"].Text == "Cancel":
+                window.click("Go")
+                self.cancel_at = None
+            if items["Go"].Text == "Upscale":
+                self.result = status
+                self.state = "closed"
+                window.click("Close")
+
+
+def run_script(resolve: FakeResolve, user: Callable[..., None]) -> None:
+    """Run the script as Resolve does: as a file, with the host's objects injected."""
+    runpy.run_path(str(SCRIPT), init_globals={
+        "resolve": resolve, "fusion": resolve.Fusion(), "bmd": FakeBmd(user, timeout=240)},
+        run_name="__main__")
+
+
+def scene(sample: Path, *, source_start: int = 40, length: int = 30,
+          **options: Any) -> tuple[FakeResolve, FakeTimelineItem, FakeTimelineItem]:
+    """The sample on V1 at 01:00:04:04 using source frames [source_start, +length); a clip
+    on V2 (a title over it) that must stay above."""
+    resolve = FakeResolve(**options)
+    media = resolve.add_media(str(sample))
+    original = resolve.timeline.add_clip(media, track=1, record=HOUR + 100,
+                                         source_start=source_start, length=length)
+    above = resolve.timeline.add_clip(media, track=2, record=HOUR, source_start=0, length=20)
+    resolve.timeline.current_item = original
+    return resolve, original, above
+
+
+def snapshot(item: FakeTimelineItem) -> tuple[Any, ...]:
+    return (item.media_item, item.start, item.length, item.source_start,
+            item.timeline.track_of(item), len(item.takes))
+
+
+def check_frames(output: str, sample: Path, first: int, count: int) -> None:
+    """Frame k of the upscaled file is source frame first + k (identity network: every
+    second pixel is the source pixel, up to ProRes and bf16 rounding), and no neighbour of
+    it fits as well."""
+    low = max(first - 4, 0)
+    source = np.stack(list(read_frames(str(sample), start_frame=low,
+                                       frames=count + 8))).astype(np.int16)
+    upscaled = np.stack(list(read_frames(output)))
+    assert upscaled.shape == (count, 960, 1280, 3)
+    for k, frame in enumerate(upscaled[:, ::2, ::2].astype(np.int16)):
+        error = np.abs(source - frame).mean(axis=(1, 2, 3))
+        expected = first + k - low
+        assert error[expected] < 2.5, (k, error[expected])
+        assert error[expected] <= error.min() + 0.2, (k, int(error.argmin()) + low, first + k)
+
+
+def test_places_the_upscaled_clip_on_a_new_track_above(sample, identity_model, config,
+                                                       tmp_path) -> None:
+    resolve, original, above = scene(sample)
+    before = snapshot(original), snapshot(above)
+    user = User({"Model": str(identity_model), "Scale": "2", "Handles": 6,
+                 "Folder": str(tmp_path / "renders")})
+    run_script(resolve, user)
+
+    assert user.result.endswith("upscaled, on video track 2 at frame 86500."), user.statuses
+    # Progress was visible (which frames show depends on the machine's speed).
+    assert any(re.search(r"frame \d+ of 42", s) for s in user.statuses), user.statuses
+    timeline = resolve.timeline
+    assert timeline.GetTrackCount("video") == 3
+    assert timeline.GetTrackName("video", 2) == "realscale"
+    assert timeline.track_of(above) == 3  # the new track went in between, V2 moved up
+    assert (snapshot(original), snapshot(above)) == (before[0], (*before[1][:4], 3, 0))
+    assert resolve.mutations_of(original, original.media_item, above) == []
+
+    bins = resolve.media_pool.root.GetSubFolderList()
+    assert [b.GetName() for b in bins] == ["realscale"]
+    [clip] = bins[0].GetClipList()
+    path = clip.GetClipProperty("File Path")
+    assert Path(path).parent == tmp_path / "renders"
+    assert Path(path).name == "onepiece_demo_x2_34-75.mov"
+    assert clip.GetClipProperty("Frames") == "42" and clip.GetClipProperty("Resolution") == \
+        "1280x960"
+    assert resolve.media_pool.GetCurrentFolder() is resolve.media_pool.root  # put back
+
+    [placed] = timeline.GetItemListInTrack("video", 2)
+    assert placed.GetMediaPoolItem() is clip
+    assert (placed.GetStart(), placed.GetDuration(), placed.GetSourceStartFrame()) == (
+        HOUR + 100, 30, 6)
+    check_frames(path, sample, first=34, count=42)
+    assert sorted(p.name for p in (tmp_path / "renders").iterdir()) == [Path(path).name]
+
+
+def test_adds_a_take_where_resolve_counts_end_frames_exclusively(sample, identity_model,
+                                                                 config, tmp_path) -> None:
+    resolve, original, above = scene(sample, source_start=60, length=8,
+                                     end_frame_inclusive=False, source_end_inclusive=False)
+    source_media = original.media_item
+    user = User({"Model": str(identity_model), "Placement": "As a take of the clip",
+                 "Handles": 2, "Folder": str(tmp_path)})
+    run_script(resolve, user)
+
+    assert user.result.endswith("upscaled, as take 2 of the clip."), user.statuses
+    assert resolve.timeline.GetTrackCount("video") == 2  # no new track
+    [clip] = resolve.media_pool.root.GetSubFolderList()[0].GetClipList()
+    assert original.GetTakesCount() == 2 and original.GetSelectedTakeIndex() == 2
+    assert original.GetTakeByIndex(1) == {"mediaPoolItem": source_media, "startFrame": 60,
+                                          "endFrame": 67}  # the original, kept as take 1
+    assert original.GetTakeByIndex(2) == {"mediaPoolItem": clip, "startFrame": 2,
+                                          "endFrame": 9}
+    assert (original.start, original.length) == (HOUR + 100, 8)
+    allowed = {"AddTake", "SelectTakeByIndex", "DeleteTakeByIndex"}
+    assert {c.method for c in resolve.mutations_of(original)} <= allowed
+    assert resolve.mutations_of(source_media, above) == []
+    check_frames(clip.GetClipProperty("File Path"), sample, first=58, count=12)
+
+
+def test_every_clip_on_a_track(sample, identity_model, config, tmp_path) -> None:
+    """Also: a Resolve whose end frames are exclusive, on the new-track path."""
+    resolve = FakeResolve(end_frame_inclusive=False, source_end_inclusive=False)
+    media = resolve.add_media(str(sample))
+    timeline = resolve.timeline
+    first = timeline.add_clip(media, track=1, record=HOUR, source_start=0, length=5)
+    timeline.add_clip(None, track=1, record=HOUR + 5, source_start=0, length=10,
+                      name="Solid Color")
+    last = timeline.add_clip(media, track=1, record=HOUR + 15, source_start=176, length=5)
+    timeline.current_item = last
+    user = User({"Model": str(identity_model), "Scope": "Every clip on the track",
+                 "Track": "V1 Video 1", "Handles": 3, "Folder": str(tmp_path)})
+    run_script(resolve, user)
+
+    assert "Skipped: Solid Color is not a media clip" in user.result, user.statuses
+    assert user.result.count("upscaled, on video track 2") == 2
+    placed = timeline.GetItemListInTrack("video", 2)
+    assert [(p.GetStart(), p.GetDuration(), p.GetSourceStartFrame()) for p in placed] == [
+        (HOUR, 5, 0), (HOUR + 15, 5, 3)]  # no handles before frame 0 or after the last one
+    names = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".mov")
+    assert names == ["onepiece_demo_x2_0-7.mov", "onepiece_demo_x2_173-180.mov"]
+    assert resolve.mutations_of(first, last, media) == []
+
+
+def test_a_resolve_that_only_appends_tracks(sample, identity_model, config,
+                                           tmp_path) -> None:
+    resolve, original, above = scene(sample, source_start=50, length=4,
+                                     track_index_supported=False)
+    user = User({"Model": str(identity_model), "Handles": 0, "Folder": str(tmp_path)})
+    run_script(resolve, user)
+    assert user.result.endswith("upscaled, on video track 3 at frame 86500."), user.statuses
+    timeline = resolve.timeline
+    assert timeline.track_of(above) == 2 and timeline.GetTrackName("video", 2) == "Video 2"
+    assert timeline.GetTrackName("video", 3) == "realscale"
+    [placed] = timeline.GetItemListInTrack("video", 3)
+    assert (placed.GetStart(), placed.GetDuration(), placed.GetSourceStartFrame()) == (
+        HOUR + 100, 4, 0)
+
+
+def test_cancel_leaves_nothing_behind(sample, identity_model, config, tmp_path) -> None:
+    resolve, original, _ = scene(sample, source_start=0, length=170)
+    user = User({"Model": str(identity_model), "Folder": str(tmp_path / "out")},
+                cancel_at=" of 176")
+    run_script(resolve, user)
+    assert user.result.startswith("Cancelled."), user.statuses
+    assert list((tmp_path / "out").iterdir()) == []
+    assert resolve.media_pool.root.GetSubFolderList() == []
+    assert resolve.timeline.GetTrackCount("video") == 2
+    assert resolve.mutations_of(original, original.media_item) == []
+
+
+@pytest.mark.parametrize(("setup", "message"), [
+    ("no config", "realscale is not set up for Resolve"),
+    ("speed change", "has a speed change"),
+    ("bad model", "unknown-model"),
+    ("no clip", "no video clip under the playhead"),
+])
+def test_errors_are_shown(sample, config, tmp_path, setup, message) -> None:
+    resolve, original, above = scene(sample, source_start=10, length=4)
+    choices: dict[str, Any] = {"Folder": str(tmp_path)}
+    if setup == "no config":
+        config.unlink()
+    elif setup == "speed change":
+        original.GetSourceEndFrame = lambda: 10 + 8  # 8 source frames in 4 timeline frames
+    elif setup == "bad model":
+        choices["Model"] = "unknown-model"
+    else:
+        resolve.timeline.current_item = None
+    user = User(choices)
+    run_script(resolve, user)
+    assert message in user.result, user.statuses
+    assert resolve.mutations_of(original, original.media_item, above) == []
+    assert resolve.media_pool.root.GetSubFolderList() == []
+    assert resolve.timeline.GetTrackCount("video") == 2
+    assert not any(p.suffix == ".mov" for p in tmp_path.rglob("*"))
+
+
+def test_no_timeline_is_shown_in_a_message(sample) -> None:
+    resolve = FakeResolve()
+    resolve.project.timeline = None  # type: ignore[assignment]
+    user = User({})
+    run_script(resolve, user)
+    assert user.result == "open a timeline first."
