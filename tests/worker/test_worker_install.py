@@ -42,11 +42,13 @@ def plugins(tmp_path: Path) -> Path:
     _write(root / "krita/realscale.desktop", "[Desktop Entry]\nX-KDE-Library=realscale\n")
     _write(root / "krita/realscale/__init__.py", "from .extension import *\n")
     _write(root / "krita/realscale/ui/dialog.py", "DIALOG = 1\n")
+    _write(root / "krita/realscale.action", "<ActionCollection/>\n")
     _write(root / "krita/manifest.json", json.dumps({
         "version": 1, "host": "krita", "name": "realscale",
         "files": [{"src": "realscale.desktop", "dest": "realscale.desktop"},
                   {"src": "realscale/__init__.py", "dest": "realscale/__init__.py"},
-                  {"src": "realscale/ui/dialog.py", "dest": "realscale/ui/dialog.py"}],
+                  {"src": "realscale/ui/dialog.py", "dest": "realscale/ui/dialog.py"},
+                  {"src": "realscale.action", "dest": "realscale.action"}],
         "client_dest": "realscale/realscale_client.py"}))
     _write(root / "resolve/realscale_upscale.py", "print('hi')\n")
     _write(root / "resolve/manifest.json", json.dumps({
@@ -118,6 +120,9 @@ def test_krita_install_enables_the_plugin_and_uninstall_restores_kritarc(
     assert _tree(pykrita) == ["realscale", "realscale.desktop", "realscale/__init__.py",
                               "realscale/realscale_client.py", "realscale/ui",
                               "realscale/ui/dialog.py"]
+    # Krita reads .action files (menus, default shortcuts) only from actions/ beside pykrita.
+    actions = home / ".local" / "share" / "krita" / "actions"
+    assert _tree(actions) == ["realscale.action"]
     text = kritarc.read_text()
     assert "[python]\nenable_other=true\nenable_realscale=true\n\n[Theme]" in text
     assert text.startswith("[General]\nfoo=1\n")
@@ -128,6 +133,7 @@ def test_krita_install_enables_the_plugin_and_uninstall_restores_kritarc(
     uninstall("krita")
     assert kritarc.read_text() == original
     assert _tree(pykrita) == []
+    assert not actions.exists()
 
 
 def test_ini_editing_keeps_other_lines() -> None:
@@ -171,8 +177,9 @@ def test_package_zips_have_directory_entries_and_modes(tmp_path: Path, plugins: 
     assert krita.name == "realscale-krita-0.1.0.zip"
     with zipfile.ZipFile(krita) as archive:
         names = archive.namelist()
+        # The .action file stays at the zip root: Krita's importer moves it to actions/.
         assert names == ["realscale/", "realscale/ui/", "realscale.desktop",
-                         "realscale/__init__.py", "realscale/ui/dialog.py",
+                         "realscale/__init__.py", "realscale/ui/dialog.py", "realscale.action",
                          "realscale/realscale_client.py"]
         assert archive.getinfo("realscale/").is_dir()
         assert archive.read("realscale/realscale_client.py") == CLIENT.read_bytes()

@@ -217,8 +217,8 @@ def _install_into(manifest: Manifest, folder: Path, record_path: Path,
         "files": [], "dirs": [], "kritarc": None, "config": None,
     }
     created: list[str] = []
-    for rel in [""] + directories([f.dest for f in manifest.files]):
-        target = folder / rel if rel else folder
+    targets = [_target(manifest.host, folder, f.dest) for f in manifest.files]
+    for target in [folder] + sorted({t.parent for t in targets}, key=lambda p: len(p.parts)):
         missing = []
         while not target.exists():
             missing.append(target)
@@ -228,8 +228,7 @@ def _install_into(manifest: Manifest, folder: Path, record_path: Path,
             created.append(str(path))
     record["dirs"] = created
     try:
-        for item in manifest.files:
-            target = folder / item.dest
+        for item, target in zip(manifest.files, targets, strict=True):
             if target.is_dir():
                 msg = f"{target} is a folder; remove it or install elsewhere with --dest"
                 raise RealscaleError(msg)
@@ -261,6 +260,14 @@ def _install_into(manifest: Manifest, folder: Path, record_path: Path,
         # Written even when a step failed: uninstall can always take back what was done.
         write_json(record_path, record)
     return report
+
+
+def _target(host: str, folder: Path, dest: str) -> Path:
+    """Where a manifest file goes: Krita reads ``.action`` files (menu entries and default
+    shortcuts) only from the ``actions`` folder beside ``pykrita``, as its own importer does."""
+    if host == "krita" and dest.endswith(".action") and "/" not in dest:
+        return folder.parent / "actions" / dest
+    return folder / dest
 
 
 def _shared(record_path: Path, key: str, path: str) -> dict[str, Any] | None:
