@@ -7,8 +7,10 @@ context is thrown away; the blend zones are cross-faded with linear ramps that s
 the result is the untiled result up to a small, bounded error. At the image's own edges nothing
 is added: the network sees the same border as it would untiled.
 
-Results are produced in horizontal bands, so the caller never needs a float copy of the whole
-output: ``sink`` receives each band's finished rows once no later tile can touch them.
+Finished pixels go to ``sink`` block by block, as soon as no later tile can touch them; only
+the blend zones still waiting for a neighbour are kept (one strip to the right of the current
+tile, one under the current row of tiles), so the float working memory is about one tile,
+never the whole output.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from .errors import Cancelled, OutOfMemoryError
 
 RunTile = Callable[[np.ndarray], np.ndarray]
 """(h, w, C) float32 input -> (h*scale, w*scale, C') float32 output."""
-Sink = Callable[[int, np.ndarray], None]
-"""(first output row, rows) for finished output rows, top to bottom."""
+Sink = Callable[[int, int, np.ndarray], None]
+"""(output row, output column, block) for each finished block, row of tiles by row of tiles."""
 Progress = Callable[[int, int], None]
 
 MIN_TILE = 16
@@ -138,9 +140,18 @@ class _Runner:
         # Split this region as a small image of its own: its edges are the tile's edges,
         # exactly what the network would have seen had the region fitted.
         sub_plan = TilePlan(self.tile, self.plan.overlap, self.plan.context, self.plan.multiple)
-        parts: list[np.ndarray] = []
-        process(region, self, self.scale, sub_plan, lambda _y, rows: parts.append(rows))
-        return np.concatenate(parts, axis=0)
+        out: np.ndarray | None = None
+
+        def collect(y: int, x: int, block: np.ndarray) -> None:
+            nonlocal out
+            if out is None:
+                shape = (region.shape[0] * self.scale, region.shape[1] * self.scale)
+                out = np.empty(shape + block.shape[2:], dtype=np.float32)
+            out[y : y + block.shape[0], x : x + block.shape[1]] = block
+
+        process(region, self, self.scale, sub_plan, collect)
+        assert out is not None
+        return out
 
 
 def process(
@@ -156,39 +167,43 @@ def process(
     """Run ``image`` (H, W, C) tile by tile; returns how many tiles ran."""
     height, width = image.shape[:2]
     runner = run if isinstance(run, _Runner) else _Runner(run, scale, plan)
-    half = _round_up(plan.overlap // 2, plan.multiple)
+    zone = 2 * _round_up(plan.overlap // 2, plan.multiple) * scale
+    """Width in output pixels of the blend zone two neighbours share."""
     rows, cols = spans(height, plan), spans(width, plan)
     total = len(rows) * len(cols)
     done = 0
-    carry: np.ndarray | None = None
-    for row_index, ys in enumerate(rows):
-        wy = _ramp(ys, half, scale)
-        band: np.ndarray | None = None
+    above: np.ndarray | None = None  # the previous row's bottom zone, full width
+    for ys in rows:
+        wy = _ramp(ys, zone // 2 // scale, scale)
+        below: np.ndarray | None = None
+        left: np.ndarray | None = None  # the previous tile's right zone, this row's height
         for xs in cols:
             if cancelled is not None and cancelled():
                 raise Cancelled("the upscale was cancelled")
             region = image[ys.input_start : ys.input_end, xs.input_start : xs.input_end]
             out = runner(region)
             top = (ys.blend_start - ys.input_start) * scale
-            left = (xs.blend_start - xs.input_start) * scale
-            part = out[
-                top : top + (ys.blend_end - ys.blend_start) * scale,
-                left : left + (xs.blend_end - xs.blend_start) * scale,
-            ]
-            if band is None:
-                band = np.zeros((wy.size, width * scale, out.shape[2]), dtype=np.float32)
-            weights = wy[:, None, None] * _ramp(xs, half, scale)[None, :, None]
-            band[:, xs.blend_start * scale : xs.blend_end * scale] += part * weights
+            x0 = (xs.blend_start - xs.input_start) * scale
+            part = out[top : top + wy.size, x0 : x0 + (xs.blend_end - xs.blend_start) * scale]
+            part = part * (wy[:, None, None] * _ramp(xs, zone // 2 // scale, scale)[None, :, None])
+            ox = xs.blend_start * scale
+            left_zone = zone if xs.fade_in else 0
+            right_zone = zone if xs.fade_out else 0
+            bottom_zone = zone if ys.fade_out else 0
+            if left is not None:
+                part[:, :left_zone] += left
+            if above is not None:
+                # The left zone already received the row above through ``left``.
+                part[:zone, left_zone:] += above[:, ox + left_zone : ox + part.shape[1]]
+            keep_w = part.shape[1] - right_zone
+            left = part[:, keep_w:].copy() if right_zone else None
+            if bottom_zone:
+                if below is None:
+                    below = np.zeros((zone, width * scale, part.shape[2]), dtype=np.float32)
+                below[:, ox : ox + keep_w] = part[part.shape[0] - zone :, :keep_w]
+            sink(ys.blend_start * scale, ox, part[: part.shape[0] - bottom_zone, :keep_w])
             done += 1
             if progress is not None:
                 progress(done, total)
-        assert band is not None
-        if carry is not None:
-            band[: carry.shape[0]] += carry
-        if row_index + 1 < len(rows):
-            keep = (ys.blend_end - rows[row_index + 1].blend_start) * scale
-            sink(ys.blend_start * scale, band[: band.shape[0] - keep])
-            carry = band[band.shape[0] - keep :].copy()
-        else:
-            sink(ys.blend_start * scale, band)
+        above = below
     return total

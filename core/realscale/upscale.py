@@ -20,6 +20,7 @@ DEFAULT_MODEL = "realesrgan-x4plus"
 BORDER = 10
 """Reflection padding at the image border, as the official realesrgan-ncnn-vulkan app uses."""
 OVERLAP = 8
+SINK_ROWS = 64
 UNPREMULTIPLY_EPSILON = 0.01
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
@@ -134,43 +135,42 @@ class Upscaler:
         """The image at the model's scale, in the input's dtype and channels."""
         height, width, channels = pixels.shape
         s = self.scale
-        work = _to_float(pixels)
         has_alpha = channels in (2, 4)
-        colour = work[..., :-1] if has_alpha else work
-        if colour.shape[2] == 1:
-            colour = np.repeat(colour, 3, axis=2)
-        alpha = work[..., -1:] if has_alpha else None
-        translucent = alpha is not None and bool((alpha < 1.0).any())
-        if translucent:
-            assert alpha is not None
-            # Premultiplied colour: what lies under transparent pixels cannot bleed into edges.
-            network_input = np.concatenate([colour * alpha, np.repeat(alpha, 3, axis=2)], axis=2)
-        else:
-            network_input = colour
+        max_value = _MAX.get(pixels.dtype)
+        opaque = 1.0 if max_value is None else max_value
+        translucent = has_alpha and bool((pixels[..., -1] < opaque).any())
         multiple = self.model.size_multiple
         extra_h = (-(height + 2 * BORDER)) % multiple
         extra_w = (-(width + 2 * BORDER)) % multiple
-        padded = _reflect_pad(network_input, BORDER, extra_h, extra_w)
+        # Padded in the input's own type: tiles are turned into floats one at a time.
+        padded = _reflect_pad(pixels, BORDER, extra_h, extra_w)
 
         result = np.empty((height * s, width * s, channels), dtype=pixels.dtype)
-        max_value = _MAX.get(pixels.dtype)
         top, left = BORDER * s, BORDER * s
 
         def run_tile(region: np.ndarray) -> np.ndarray:
-            if region.shape[2] == 3:
-                return self.engine.run(region[None])[0]
-            out = self.engine.run(np.stack([region[..., :3], region[..., 3:]]))
+            work = _to_float(region)
+            colour = work[..., :-1] if has_alpha else work
+            if colour.shape[2] == 1:
+                colour = np.repeat(colour, 3, axis=2)
+            if not translucent:
+                return self.engine.run(colour[None])[0]
+            alpha = work[..., -1:]
+            # Premultiplied colour: what lies under transparent pixels cannot bleed into edges.
+            out = self.engine.run(np.stack([colour * alpha, np.repeat(alpha, 3, axis=2)]))
             return np.concatenate([out[0], out[1]], axis=2)
 
-        def sink(y: int, rows: np.ndarray) -> None:
-            start, stop = max(y, top), min(y + rows.shape[0], top + height * s)
-            if start >= stop:
-                return
-            band = rows[start - y : stop - y, left : left + width * s]
-            out = _postprocess(band, channels, translucent)
-            if max_value is not None:
-                out = np.rint(out * max_value)
-            result[start - top : stop - top] = out.astype(pixels.dtype)
+        def sink(y: int, x: int, block: np.ndarray) -> None:
+            y0, y1 = max(y, top), min(y + block.shape[0], top + height * s)
+            x0, x1 = max(x, left), min(x + block.shape[1], left + width * s)
+            # A few rows at a time: the float temporaries of post-processing stay small.
+            for row in range(y0, y1, SINK_ROWS):
+                stop = min(row + SINK_ROWS, y1)
+                out = _postprocess(block[row - y : stop - y, x0 - x : x1 - x], channels,
+                                   translucent)
+                if max_value is not None:
+                    out = np.rint(out * max_value)
+                result[row - top : stop - top, x0 - left : x1 - left] = out
 
         batch = 2 if translucent else 1
         process(

@@ -70,21 +70,25 @@ def test_blend_weights_sum_to_one() -> None:
     def nearest_x2(region: np.ndarray) -> np.ndarray:
         return region.repeat(2, axis=0).repeat(2, axis=1)
 
-    def sink(y: int, rows: np.ndarray) -> None:
-        out[y : y + rows.shape[0]] = rows
+    written = np.zeros((140, 180), dtype=np.int32)
+
+    def sink(y: int, x: int, block: np.ndarray) -> None:
+        out[y : y + block.shape[0], x : x + block.shape[1]] = block
+        written[y : y + block.shape[0], x : x + block.shape[1]] += 1
 
     process(image, nearest_x2, 2, TilePlan(16, 8, 4), sink)
+    assert (written == 1).all(), "every output pixel is delivered exactly once"
     np.testing.assert_allclose(out, nearest_x2(image), atol=1e-6)
 
 
-def test_bands_bound_memory(compact) -> None:
-    """The float work buffer covers one band of tiles, never the whole output."""
-    image = np.random.default_rng(2).random((200, 60, 3), dtype=np.float32)
-    heights = []
+def test_blocks_bound_memory() -> None:
+    """Finished pixels leave tile by tile: no block is larger than a tile's output."""
+    image = np.random.default_rng(2).random((200, 260, 3), dtype=np.float32)
+    blocks: list[tuple[int, int]] = []
     process(image, lambda r: r.repeat(4, 0).repeat(4, 1), 4, TilePlan(40, 8, 8),
-            lambda y, rows: heights.append(rows.shape[0]))
-    assert sum(heights) == 800
-    assert max(heights) <= (40 + 8) * 4 + 8 * 4
+            lambda y, x, block: blocks.append(block.shape[:2]))
+    assert sum(h * w for h, w in blocks) == 800 * 1040
+    assert max(max(h, w) for h, w in blocks) <= (40 + 8) * 4
 
 
 def test_out_of_memory_halves_tile_and_resumes(compact, monkeypatch) -> None:
