@@ -163,6 +163,8 @@ class Upscaler:
         def sink(y: int, x: int, block: np.ndarray) -> None:
             y0, y1 = max(y, top), min(y + block.shape[0], top + height * s)
             x0, x1 = max(x, left), min(x + block.shape[1], left + width * s)
+            if y0 >= y1 or x0 >= x1:
+                return  # the block lies wholly in the reflected border
             # A few rows at a time: the float temporaries of post-processing stay small.
             for row in range(y0, y1, SINK_ROWS):
                 stop = min(row + SINK_ROWS, y1)

@@ -156,3 +156,12 @@ def test_auto_tile_comes_from_free_memory(compact, monkeypatch) -> None:
     monkeypatch.setattr(engine, "free_memory", lambda device: 200 << 20)
     small = upscaler.plan().tile
     assert 32 <= small < big
+
+
+def test_tiles_wholly_in_the_border(compact) -> None:
+    """Small tiles put whole blocks into the reflected border; they must simply be skipped."""
+    pixels = rgb_crop("00003.png", 48)
+    upscaler = Upscaler(compact, device="cpu", tile=16)
+    for width in range(17, 48, 2):
+        crop = np.ascontiguousarray(pixels[:20, :width])
+        assert upscaler.upscale(crop).shape == (80, width * 4, 3)
