@@ -96,6 +96,17 @@ def _add_commands(module_name: str, sub: argparse._SubParsersAction) -> None:
     module.add_commands(sub)
 
 
+def parse_tile(text: str) -> int | str:
+    """``--tile``: a number of pixels, or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        msg = f"--tile must be a number of pixels or auto, got {text!r}"
+        raise RealscaleError(msg) from None
+
+
 def _cmd_models(_args: argparse.Namespace) -> int:
     from . import catalogue
 
@@ -193,13 +204,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
 
     if args.height is not None and args.scale is not None:
         raise RealscaleError("give either --scale or --width/--height, not both")
-    tile: int | str = args.tile
-    if tile != "auto":
-        try:
-            tile = int(tile)
-        except ValueError:
-            msg = f"--tile must be a number of pixels or auto, got {tile!r}"
-            raise RealscaleError(msg) from None
+    tile = parse_tile(args.tile)
     max_pixels = args.max_pixels or formats.DEFAULT_MAX_PIXELS
     inputs = _expand_inputs(args.inputs)
     if not inputs:

@@ -79,6 +79,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from ..cli import parse_tile
     from ..errors import Cancelled, RealscaleError
     from ..upscale import CancelToken, Upscaler
     from .pipeline import VideoJob, check_job, upscale_video
@@ -87,13 +88,7 @@ def run_command(args: argparse.Namespace) -> int:
     if mode == "auto":
         mode = "bar" if sys.stderr.isatty() else "lines"
     report = _Reporter(mode, os.path.basename(args.input))
-    tile: int | str = args.tile
-    if tile != "auto":
-        try:
-            tile = int(tile)
-        except ValueError:
-            msg = f"--tile must be a number of pixels or auto, got {tile!r}"
-            raise RealscaleError(msg) from None
+    tile = parse_tile(args.tile)
     token = CancelToken()
     restore = _cancel_on_signals(token, watch_stdin=mode == "json")
     try:
