@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,13 +33,13 @@ DRIVER_NAME = "realscale_testdriver"
 SCENARIOS = HERE / "krita_scenarios.py"
 PLUGINS = REPO / "plugins"
 KRITA_IMPORTER = Path("/usr/share/krita/pykrita/plugin_importer/plugin_importer.py")
-SCREEN = "-screen 0 1280x1024x24"
-DEPS_HINT = "install them with `bash scripts/krita-deps.sh` (Debian 12: krita, xvfb, xauth...)"
+SCREEN = ("-screen", "0", "1280x1024x24")
+DEPS_HINT = "install them with `bash scripts/krita-deps.sh` (Debian 12: krita, xvfb...)"
 
 
 def require_krita() -> None:
-    """Skip unless Krita, xvfb-run and Krita's plug-in importer are installed."""
-    missing = [name for name in ("krita", "xvfb-run", "xauth") if shutil.which(name) is None]
+    """Skip unless Krita, Xvfb and Krita's plug-in importer are installed."""
+    missing = [name for name in ("krita", "Xvfb") if shutil.which(name) is None]
     if not KRITA_IMPORTER.is_file():
         missing.append(str(KRITA_IMPORTER))
     if missing:
@@ -237,9 +238,10 @@ def run_scenario(profile: Profile, scenario: str, out: Path, *, params: dict | N
     run_env.update(env or {})
     log_path = out / "krita.log"
     started = time.monotonic()
-    with open(log_path, "wb") as log:
+    with open(log_path, "wb") as log, virtual_display(log) as display:
+        run_env["DISPLAY"] = display
         process = subprocess.Popen(
-            ["xvfb-run", "-a", "-s", SCREEN, "krita", "--nosplash"], stdin=subprocess.DEVNULL,
+            ["krita", "--nosplash"], stdin=subprocess.DEVNULL,
             stdout=log, stderr=subprocess.STDOUT, env=run_env, cwd=str(profile.root / "home"),
             start_new_session=True)
         try:
@@ -254,6 +256,54 @@ def run_scenario(profile: Profile, scenario: str, out: Path, *, params: dict | N
     if returncode is None:
         result.setdefault("failures", []).append(f"Krita did not finish within {timeout:.0f}s")
     return Run(returncode, result, log_path.read_text(encoding="utf-8", errors="replace"), seconds)
+
+
+@contextlib.contextmanager
+def virtual_display(log, attempts: int = 3) -> Iterator[str]:
+    """An Xvfb server of our own, yielding its DISPLAY once it accepts connections.
+
+    ``-displayfd`` makes Xvfb pick a free display number and write it when it is ready, so
+    there is no race on the number and no fixed wait (``xvfb-run -a`` once handed Krita a
+    display that was not up yet: "could not connect to display :100").
+    """
+    for attempt in range(1, attempts + 1):
+        read_end, write_end = os.pipe()
+        server = subprocess.Popen(
+            ["Xvfb", "-displayfd", str(write_end), *SCREEN, "-nolisten", "tcp"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            pass_fds=(write_end,), start_new_session=True)
+        os.close(write_end)
+        number = _read_display_number(read_end, timeout=30.0)
+        if number is not None:
+            try:
+                yield f":{number}"
+            finally:
+                _kill_group(server)
+            return
+        _kill_group(server)
+        log.write(f"[harness] Xvfb did not start (attempt {attempt})\n".encode())
+    msg = f"Xvfb did not start in {attempts} attempts; see the log"
+    raise RuntimeError(msg)
+
+
+def _read_display_number(fd: int, timeout: float) -> str | None:
+    """The display number Xvfb writes to its -displayfd pipe, or None if it dies first."""
+    import selectors
+
+    data = b""
+    with os.fdopen(fd, "rb", buffering=0) as pipe, selectors.DefaultSelector() as selector:
+        selector.register(pipe, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while not data.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not selector.select(remaining):
+                return None
+            chunk = pipe.read(64)
+            if not chunk:  # Xvfb exited before it was ready
+                return None
+            data += chunk
+    number = data.strip().decode("ascii", "replace")
+    return number if number.isdigit() else None
 
 
 def _kill_group(process: subprocess.Popen) -> None:
