@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--tile", default="auto", help="tile size in pixels, or auto")
     up.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     up.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
+    up.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"),
+                    help="auto (torch if installed, else onnxruntime), torch or onnxruntime")
     up.add_argument("-f", "--format", choices=sorted(FORMAT_SUFFIX), help="output format")
     up.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (1-100)")
     up.add_argument("--max-pixels", type=int, default=None,
@@ -211,7 +213,8 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
         raise RealscaleError("no input images found")
     many = len(inputs) > 1
     upscaler = Upscaler(args.model or DEFAULT_MODEL, device=args.device,
-                        precision=args.precision, tile=tile, allow_download=args.download)
+                        precision=args.precision, tile=tile, allow_download=args.download,
+                        backend=args.backend)
     scale_tag = f"x{args.scale:g}" if args.scale else (
         f"{args.width or ''}x{args.height or ''}" if (args.width or args.height)
         else f"x{upscaler.scale}")

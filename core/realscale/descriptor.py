@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import nn
 
 
 @dataclass
@@ -15,8 +19,9 @@ class ModelDescriptor:
     """Catalogue name, or the weights file's name for user weights."""
     architecture: str
     """``"RRDBNet"`` or ``"SRVGGNetCompact"``."""
-    network: nn.Module
-    """The torch module, in eval mode, on the CPU, in float32."""
+    network: nn.Module | None
+    """The torch module, in eval mode, on the CPU, in float32; None when the model was loaded
+    without torch (for ONNX Runtime), and then ``arrays`` holds the weights."""
     scale: int
     """Output size divided by input size, after ``post_resize``."""
     net_scale: int
@@ -34,3 +39,5 @@ class ModelDescriptor:
     """Architecture hyperparameters, read from the tensors."""
     source: str = ""
     """Where the weights came from (a file path or a package file), for ``realscale models``."""
+    arrays: Mapping[str, np.ndarray] | None = None
+    """The canonical state dict as float32 numpy arrays, when loaded without torch."""

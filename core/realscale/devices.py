@@ -1,17 +1,25 @@
-"""Device and precision choice, and how much memory a tile may use there."""
+"""Device and precision choice, and how much memory a tile may use there.
+
+Importing this module does not import torch: the ONNX Runtime backend runs without it.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
-from dataclasses import dataclass
-
-import torch
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .errors import DeviceError
 
+if TYPE_CHECKING:
+    import torch
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+"""CPU flags (as /proc/cpuinfo names them) with native bfloat16 dot products."""
 
 
 @dataclass(frozen=True)
@@ -21,19 +29,59 @@ class Placement:
     """fp32, fp16 or bf16: what the network runs in."""
     fallback_fp32: bool
     """Re-run a tile in fp32 when a half-precision result has NaN or inf (auto only)."""
+    channels_last: bool | None = field(default=None)
+    """NHWC memory layout for the convolutions; None: the engine's default for the device."""
 
     @property
     def dtype(self) -> torch.dtype:
-        return _DTYPES[self.precision]
+        return torch_dtype(self.precision)
+
+
+def torch_dtype(precision: str) -> torch.dtype:
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
 def _mps_available() -> bool:
+    import torch
+
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux names them (empty where they cannot be read)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bfloat16 dot products natively (AVX512-BF16 or AMX).
+
+    ``REALSCALE_CPU_BF16=0`` or ``1`` overrides the detection (other systems than Linux, or
+    to compare). Apple's and other ARM CPUs are not detected: they stay in fp32.
+    """
+    forced = os.environ.get("REALSCALE_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if sys.platform.startswith("linux"):
+        return any(flag in cpu_flags() for flag in BF16_CPU_FLAGS)
+    return False
+
+
 def choose(device: str = "auto", precision: str = "auto") -> Placement:
-    """Resolve ``auto``: CUDA, then Apple MPS, then the CPU; fp16 on CUDA, else fp32."""
+    """Resolve ``auto``: CUDA, then Apple MPS, then the CPU; fp16 on CUDA, bf16 on a CPU with
+    bfloat16 instructions, else fp32."""
+    import torch
+
     if device not in DEVICES and not device.startswith("cuda:"):
         msg = f"unknown device {device!r}; use one of {', '.join(DEVICES)} (or cuda:N)"
         raise DeviceError(msg)
@@ -58,6 +106,10 @@ def choose(device: str = "auto", precision: str = "auto") -> Placement:
     if precision == "auto":
         if torch_device.type == "cuda":
             precision, fallback = "fp16", True
+        elif torch_device.type == "cpu" and cpu_has_bf16():
+            # Twice the fp32 rate on these CPUs; the engine keeps fp32 for the models that
+            # bf16 would change visibly (see BF16_ACCURATE in backends/__init__.py).
+            precision, fallback = "bf16", True
         else:
             precision = "fp32"
     if precision == "fp16" and torch_device.type == "cpu":
@@ -69,16 +121,21 @@ def choose(device: str = "auto", precision: str = "auto") -> Placement:
 def free_memory(device: torch.device) -> int:
     """Bytes the next tile may use on ``device`` (a conservative estimate)."""
     if device.type == "cuda":
+        import torch
+
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
     if device.type == "mps":
+        import torch
+
         recommended = getattr(torch.mps, "recommended_max_memory", None)
         if recommended is not None:
             return int(recommended() - torch.mps.current_allocated_memory())
-    return _available_ram()
+    return available_ram()
 
 
-def _available_ram() -> int:
+def available_ram() -> int:
+    """Bytes of RAM the system can give without swapping (MemAvailable on Linux)."""
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
             for line in meminfo:
@@ -92,14 +149,24 @@ def _available_ram() -> int:
         return 4 << 30
 
 
+_available_ram = available_ram  # the name install/doctor.py imports
+
+
+_OOM_MARKERS = (
+    "out of memory", "can't allocate memory", "not enough memory",
+    # ONNX Runtime (CPU arena, CUDA and DirectML providers)
+    "failed to allocate memory", "bad_alloc", "e_outofmemory",
+)
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     """True for the allocation failures that a smaller tile can avoid."""
-    if isinstance(error, torch.cuda.OutOfMemoryError):
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(error, torch.cuda.OutOfMemoryError):
         return True
-    if isinstance(error, (RuntimeError, MemoryError)):
-        text = str(error).lower()
-        return isinstance(error, MemoryError) or any(
-            marker in text
-            for marker in ("out of memory", "can't allocate memory", "not enough memory")
-        )
+    if isinstance(error, MemoryError):
+        return True
+    text = str(error).lower()
+    if isinstance(error, RuntimeError) or type(error).__module__.startswith("onnxruntime"):
+        return any(marker in text for marker in _OOM_MARKERS)
     return False

@@ -19,6 +19,18 @@ ARCHITECTURES: list[tuple[str, Detector, Loader]] = [
 ]
 
 
+DESCRIBERS: dict[str, Loader] = {rrdbnet.NAME: rrdbnet.describe, compact.NAME: compact.describe}
+"""Per architecture: the descriptor from the tensors' shapes alone, without a network."""
+
+
+def describe_state_dict(state: StateDict, name: str) -> ModelDescriptor:
+    """The descriptor of a canonical state dict, with ``network`` None (needs no torch)."""
+    for arch, detect, _load in ARCHITECTURES:
+        if detect(state):
+            return DESCRIBERS[arch](state, name)
+    return load_state_dict_model(state, name)  # raises the "matches no architecture" error
+
+
 def load_state_dict_model(state: StateDict, name: str) -> ModelDescriptor:
     """Build the network a canonical state dict describes, with its weights."""
     for _arch, detect, load in ARCHITECTURES:

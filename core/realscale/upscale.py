@@ -8,11 +8,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import devices
+from . import backends
 from .descriptor import ModelDescriptor
-from .engine import Engine
 from .errors import RealscaleError
-from .loading import load_model
 from .resize import resize_float
 from .tiling import TilePlan, process
 
@@ -55,19 +53,19 @@ class Upscaler:
         allow_download: bool = False,
         overlap: int = OVERLAP,
         context: int | None = None,
+        backend: str = "auto",
     ) -> None:
         if isinstance(model, ModelDescriptor):
             self.model = model
         else:
-            self.model = load_model(model, allow_download=allow_download)
+            self.model = backends.load_model(model, backend, allow_download=allow_download)
         if self.model.in_channels != 3 or self.model.out_channels != 3:
             msg = (
                 f"{self.model.name} has {self.model.in_channels} input and "
                 f"{self.model.out_channels} output channels; realscale runs RGB models only"
             )
             raise RealscaleError(msg)
-        self.placement = devices.choose(device, precision)
-        self.engine = Engine(self.model, self.placement)
+        self.engine = backends.create_engine(self.model, backend, device, precision)
         if tile != "auto" and (not isinstance(tile, int) or tile < 16):
             msg = f"tile must be 'auto' or a whole number of at least 16 pixels, got {tile!r}"
             raise RealscaleError(msg)

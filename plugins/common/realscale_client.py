@@ -566,6 +566,7 @@ class WorkerClient:
     def upscale(self, data: Any, width: int, height: int, layout: PixelLayout, *,
                 model: str = "realesrgan-x4plus", scale: float | None = 4.0, tile: int = 0,
                 device: str = "auto", precision: str = "auto", download: bool = False,
+                backend: str = "auto",
                 progress: Callable[[int, int], None] | None = None,
                 cancel: Callable[[], bool] | None = None) -> UpscaleResult:
         """Upscale ``data`` (rows top to bottom, channels interleaved, in ``layout``)."""
@@ -581,7 +582,8 @@ class WorkerClient:
             "type": "upscale", "width": width, "height": height,
             "channels": layout.channels, "depth": layout.depth, "order": layout.order,
             "model": model, "scale": scale, "tile": tile, "device": device,
-            "precision": precision, "download": bool(download), "bytes": expected,
+            "precision": precision, "download": bool(download), "backend": backend,
+            "bytes": expected,
         }
         message, buffer = self._request(request, view, progress, cancel)
         if len(buffer) != int(message["width"]) * int(message["height"]) * layout.bytes_per_pixel:

@@ -6,12 +6,13 @@ import numpy as np
 import torch
 
 from helpers import rgb_crop
-from realscale import Upscaler, devices, load_model
+from realscale import Upscaler, devices, engine, load_model
 
 
 def test_nan_in_half_precision_falls_back_to_fp32(monkeypatch) -> None:
     pixels = rgb_crop("00003.png", 32)
-    reference = Upscaler(load_model("realesr-animevideov3"), device="cpu").upscale(pixels)
+    reference = Upscaler(load_model("realesr-animevideov3"), device="cpu",
+                         precision="fp32").upscale(pixels)
 
     model = load_model("realesr-animevideov3")
     real_forward = model.network.forward
@@ -28,6 +29,8 @@ def test_nan_in_half_precision_falls_back_to_fp32(monkeypatch) -> None:
     # What `auto` gives on CUDA (half precision with the fp32 retry), here on the CPU in bf16.
     monkeypatch.setattr(devices, "choose", lambda device, precision: devices.Placement(
         torch.device("cpu"), "bf16", fallback_fp32=True))
+    # The whole network in bf16, so that the forward above sees the half-precision input.
+    monkeypatch.setattr(engine, "_first_conv_in_fp32", lambda *_args: False)
     upscaler = Upscaler(model, device="auto", precision="auto")
     result = upscaler.upscale(pixels)
     assert half_calls, "the half-precision pass must have run"

@@ -31,7 +31,8 @@ def _job(client, job, **kwargs):
     layout = rc.PixelLayout(job["channels"], job["depth"], job["order"])
     return client.upscale(data, job["width"], job["height"], layout,
                           model="realesr-animevideov3", tile=job.get("tile", 16),
-                          scale=job.get("scale", 4.0), **kwargs)
+                          scale=job.get("scale", 4.0), backend=job.get("backend", "auto"),
+                          **kwargs)
 
 
 def _error(exc):
@@ -50,8 +51,9 @@ def upscale(spec):
             handle.write(result.data)
         reports.append({"width": result.width, "height": result.height, "events": events,
                         "pid": client.pid, "type": type(result.data).__name__})
+    loaded = client.status()["loaded"]
     client.close()
-    return {"jobs": reports}
+    return {"jobs": reports, "loaded": loaded}
 
 
 def cancel(spec):

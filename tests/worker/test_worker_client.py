@@ -82,6 +82,21 @@ def test_results_match_the_upscaler_byte_for_byte(
     assert np.array_equal(_read(jobs[3], "<f2", (96, 96, 3)), expected_half[..., ::-1])
 
 
+def test_backend_travels_to_the_worker(drive: Drive, worker_config: Path, tmp_path: Path) -> None:
+    """A host can ask for ONNX Runtime: the worker keeps that Upscaler apart from the torch
+    one, and its result is torch's within 1/255."""
+    pytest.importorskip("onnxruntime")
+    photo = rgb_crop("OST_009.png", 24, 100, 100)
+    jobs = [dict(_job(tmp_path, "ort", photo, "u8", "rgb"), backend="onnxruntime"),
+            dict(_job(tmp_path, "torch", photo, "u8", "rgb"), backend="torch")]
+    report = drive("upscale", {"config": str(worker_config), "jobs": jobs})
+    assert sorted(entry["backend"] for entry in report["loaded"]) == ["onnxruntime", "torch"]
+    ort_out = _read(jobs[0], "u1", (96, 96, 3)).astype(int)
+    torch_out = Upscaler(MODEL, device="cpu", precision="fp32", tile=TILE).upscale(photo)
+    diff = np.abs(ort_out - torch_out.astype(int))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.99
+
+
 def test_cancel_stops_the_request_and_the_worker_keeps_serving(
     drive: Drive, worker_config: Path, tmp_path: Path
 ) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
-import torch
-
-StateDict = Mapping[str, torch.Tensor]
+StateDict = Mapping[str, Any]
+"""Canonical key -> ``torch.Tensor`` (or numpy array without torch): only shapes are read."""
 
 
 def has_all(state: StateDict, *keys: str) -> bool:

@@ -24,11 +24,22 @@ def report(out: Callable[[str], None] = print) -> int:
     out(f"Python     {sys.version.split()[0]} at {sys.executable} ({platform.platform()})")
 
     out("\nCompute")
+    from ..devices import _available_ram
+
+    backends = 0
+    try:
+        import onnxruntime
+
+        from ..backends.ort import available_devices
+
+        backends += 1
+        out(f"  onnxruntime {onnxruntime.__version__}: {', '.join(available_devices())}")
+    except ImportError:
+        out("  onnxruntime missing (optional with torch): pip install onnxruntime")
     try:
         import torch
 
-        from ..devices import _available_ram
-
+        backends += 1
         out(f"  torch      {torch.__version__}")
         out(f"  CPU        {torch.get_num_threads()} threads, {_gib(_available_ram())} RAM free")
         if torch.cuda.is_available():
@@ -43,10 +54,17 @@ def report(out: Callable[[str], None] = print) -> int:
             out("  mps        available")
         from ..devices import choose
 
-        out(f"  auto       {choose().device} ({choose().precision})")
-    except ImportError as exc:
+        auto = choose()
+        note = "; RRDBNet models in fp32" if (auto.device.type, auto.precision) == (
+            "cpu", "bf16") else ""
+        out(f"  auto       {auto.device} ({auto.precision}{note})")
+    except ImportError:
+        out("  torch      not installed: the onnxruntime backend runs the models "
+            "(for CUDA/MPS, bf16 and .pth files: pip install 'realscale[torch]')")
+        out(f"  CPU        {_gib(_available_ram())} RAM free")
+    if not backends:
         problems += 1
-        out(f"  torch      MISSING ({exc}): pip install torch in this environment")
+        out("  PROBLEM: no backend; pip install 'realscale[torch]' or pip install onnxruntime")
 
     out("\nWorker config")
     from ..worker import protocol

@@ -11,14 +11,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from .. import registry
 from ..descriptor import ModelDescriptor
 from ..errors import ModelError, UnsupportedModelError
 from . import ncnn, torch_files
-from .canonicalize import LAYOUTS, canonicalize, unwrap
+
+if TYPE_CHECKING:
+    import torch
+
+# Importing this package does not import torch (the ncnn reader serves the torch-free ONNX
+# Runtime backend); the readers that need it import it when they run.
 
 __all__ = ["READERS", "Reader", "load_model_file", "load_state_dict"]
 
@@ -42,10 +45,14 @@ class Reader:
 
 
 def _read_torch(path: Path) -> _Loaded:
+    from .canonicalize import unwrap
+
     return _Loaded(unwrap(torch_files.read_torch(path), path.name))
 
 
 def _read_safetensors(path: Path) -> _Loaded:
+    from .canonicalize import unwrap
+
     return _Loaded(unwrap(torch_files.read_safetensors(path), path.name))
 
 
@@ -118,6 +125,9 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 def load_model_file(path: str | os.PathLike[str]) -> ModelDescriptor:
     """Read a user's weights file and build the network its tensors describe."""
+    from .. import registry
+    from .canonicalize import LAYOUTS, canonicalize
+
     path, loaded = _load(Path(path))
     name = path.name
     state = canonicalize(loaded.state, name)

@@ -13,11 +13,14 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..errors import ModelError, UnsupportedModelError
+
+if TYPE_CHECKING:
+    import torch
 
 MAGIC = "7767517"
 TAG_FLOAT16 = 0x01306B47
@@ -41,7 +44,8 @@ class NcnnLayer:
 class NcnnModel:
     """The weights of an ncnn model as a canonical state dict, plus its output resize."""
 
-    state: dict[str, torch.Tensor]
+    state: dict[str, Any]
+    """torch tensors from ``read_ncnn``; float32 numpy arrays from ``read_ncnn_arrays``."""
     post_resize: float | None
     layers: list[NcnnLayer]
 
@@ -158,6 +162,15 @@ def _post_resize(layers: list[NcnnLayer]) -> float | None:
 
 def read_ncnn(param_path: Path, bin_path: Path) -> NcnnModel:
     """Convert an ncnn model to a canonical state dict (about 0.2 s for x4plus)."""
+    import torch
+
+    model = read_ncnn_arrays(param_path, bin_path)
+    state: dict[str, torch.Tensor] = {k: torch.from_numpy(v) for k, v in model.state.items()}
+    return NcnnModel(state=state, post_resize=model.post_resize, layers=model.layers)
+
+
+def read_ncnn_arrays(param_path: Path, bin_path: Path) -> NcnnModel:
+    """The canonical state dict as float32 numpy arrays: without torch (for ONNX Runtime)."""
     source = param_path.name
     try:
         text = param_path.read_text(encoding="utf-8")
@@ -172,13 +185,13 @@ def read_ncnn(param_path: Path, bin_path: Path) -> NcnnModel:
         msg = f"{bin_path.name} has {len(data) - reader.pos} bytes more than {source} describes"
         raise ModelError(msg)
     kinds = [kind for kind, _ in weighted]
-    state: dict[str, torch.Tensor] = {}
+    state: dict[str, np.ndarray] = {}
     if "prelu" in kinds:
         # SRVGGNetCompact: body.0 conv, body.1 PReLU, ..., body.N conv.
         for index, (_kind, tensors) in enumerate(weighted):
-            state[f"body.{index}.weight"] = torch.from_numpy(tensors[0])
+            state[f"body.{index}.weight"] = tensors[0]
             if len(tensors) > 1:
-                state[f"body.{index}.bias"] = torch.from_numpy(tensors[1])
+                state[f"body.{index}.bias"] = tensors[1]
     else:
         keys = _rrdbnet_keys(len(weighted))
         if not keys:
@@ -188,6 +201,6 @@ def read_ncnn(param_path: Path, bin_path: Path) -> NcnnModel:
             if len(tensors) != 2:
                 msg = f"{source}: convolution {key} has no bias, which no supported model lacks"
                 raise UnsupportedModelError(msg)
-            state[f"{key}.weight"] = torch.from_numpy(tensors[0])
-            state[f"{key}.bias"] = torch.from_numpy(tensors[1])
+            state[f"{key}.weight"] = tensors[0]
+            state[f"{key}.bias"] = tensors[1]
     return NcnnModel(state=state, post_resize=_post_resize(layers), layers=layers)

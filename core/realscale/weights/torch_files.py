@@ -13,10 +13,12 @@ import re
 import warnings
 import zipfile
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
 
 ZIP_MAGIC = b"PK\x03\x04"
 """Every ``torch.save`` file since PyTorch 1.6 is a zip archive."""
@@ -72,6 +74,8 @@ def read_torch(path: Path) -> object:
     Zip checkpoints are memory-mapped, so that a large file is not held in memory twice (if
     mapping fails, the file is read normally); legacy pickles cannot be mapped.
     """
+    import torch
+
     try:
         with path.open("rb") as handle:
             is_zip = accept_zip(handle.read(len(ZIP_MAGIC)))

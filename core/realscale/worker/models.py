@@ -11,16 +11,16 @@ from typing import Any
 
 from ..errors import ModelError
 
-WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".param")
+WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".param", ".onnx")
 
 
 class ModelCache:
-    """Upscalers by (model, device, precision), most recently used kept; thread-safe."""
+    """Upscalers by (model, device, precision, backend), most recently used kept; thread-safe."""
 
     def __init__(self, model_dirs: Sequence[str | os.PathLike[str]] = (), keep: int = 3) -> None:
         self.model_dirs = [Path(d).expanduser().resolve() for d in model_dirs]
         self.keep = max(1, keep)
-        self._items: collections.OrderedDict[tuple[str, str, str], Any] = (
+        self._items: collections.OrderedDict[tuple[str, str, str, str], Any] = (
             collections.OrderedDict())
         self.lock = threading.Lock()
         """Held around each upscale: one network at a time, whatever the number of sessions."""
@@ -56,14 +56,15 @@ class ModelCache:
         msg = f"Model file {text!r} is not in a model folder ({folders}); copy it there."
         raise ModelError(msg)
 
-    def get(self, spec: str, device: str, precision: str, allow_download: bool) -> Any:
+    def get(self, spec: str, device: str, precision: str, allow_download: bool,
+            backend: str = "auto") -> Any:
         from ..upscale import Upscaler
 
-        key = (self.resolve(spec), device, precision)
+        key = (self.resolve(spec), device, precision, backend)
         upscaler = self._items.get(key)
         if upscaler is None:
             upscaler = Upscaler(key[0], device=device, precision=precision,
-                                allow_download=allow_download)
+                                allow_download=allow_download, backend=backend)
             self._items[key] = upscaler
             while len(self._items) > self.keep:
                 self._items.popitem(last=False)
@@ -71,7 +72,8 @@ class ModelCache:
         return upscaler
 
     def loaded(self) -> list[dict[str, str]]:
-        return [{"model": m, "device": d, "precision": pr} for m, d, pr in self._items]
+        return [{"model": m, "device": d, "precision": pr, "backend": b}
+                for m, d, pr, b in self._items]
 
     def catalogue(self) -> list[dict[str, Any]]:
         from .. import catalogue

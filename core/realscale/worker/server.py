@@ -351,6 +351,7 @@ class Session:
             model = DEFAULT_MODEL
         device = str(request.get("device") or "auto")
         precision = str(request.get("precision") or "auto")
+        backend = str(request.get("backend") or "auto")
         image = to_working(upload.buffer, request)
         del upload.buffer  # a converted copy exists now (or it is the same memory)
 
@@ -361,7 +362,8 @@ class Session:
             if token.cancelled:  # waiting behind another connection's upscale
                 raise Cancelled("the upscale was cancelled")
         try:
-            upscaler = self.cache.get(model, device, precision, bool(request.get("download")))
+            upscaler = self.cache.get(model, device, precision, bool(request.get("download")),
+                                      backend)
             upscaler.tile = tile or "auto"
             result = upscaler.upscale(image, scale=None if scale is None else float(scale),
                                       progress=progress, cancel=token)

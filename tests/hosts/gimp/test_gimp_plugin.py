@@ -23,7 +23,7 @@ import sys
 
 import numpy as np
 import pytest
-from gimp_host import REPO, GimpSession, TcpWorker, build_chroot, closed_port
+from gimp_host import EXACT_ENV, REPO, GimpSession, TcpWorker, build_chroot, closed_port
 
 from helpers import data_file
 
@@ -57,6 +57,7 @@ def _cli_upscale(source, out, model: str, scale: float, tile: int) -> None:
                "--device", "cpu", "-q"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONPATH"] = str(REPO / "core")
+    env.update(EXACT_ENV)
     proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False,
                           env=env)
     assert proc.returncode == 0, f"{' '.join(command)} failed:\n{proc.stderr}"

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 from ...descriptor import ModelDescriptor
 from ...errors import UnsupportedModelError
 from ..detect import StateDict, count_indexed, has_all
-from .network import SRVGGNetCompact
 
 NAME = "SRVGGNetCompact"
 
@@ -24,6 +21,26 @@ def detect(state: StateDict) -> bool:
 
 
 def load(state: StateDict, name: str) -> ModelDescriptor:
+    import torch
+
+    from .network import SRVGGNetCompact
+
+    descriptor = describe(state, name)
+    with torch.device("meta"):
+        network = SRVGGNetCompact(**descriptor.params)  # type: ignore[arg-type]
+    try:
+        network.load_state_dict(dict(state), strict=True, assign=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        msg = f"{name}: the SRVGGNetCompact tensors do not fit together ({first})"
+        raise UnsupportedModelError(msg) from None
+    network.eval()
+    descriptor.network = network
+    return descriptor
+
+
+def describe(state: StateDict, name: str) -> ModelDescriptor:
+    """What the tensors' shapes say, without a network (needs no torch)."""
     n_layers = count_indexed(state, r"body\.(\d+)\.weight")
     last = state[f"body.{n_layers - 1}.weight"]
     if last.ndim != 4 or n_layers < 3:
@@ -50,17 +67,8 @@ def load(state: StateDict, name: str) -> ModelDescriptor:
         "num_in_ch": num_in_ch, "num_out_ch": num_out_ch, "num_feat": num_feat,
         "num_conv": num_conv, "upscale": upscale, "act_type": act_type,
     }
-    with torch.device("meta"):
-        network = SRVGGNetCompact(**params)  # type: ignore[arg-type]
-    try:
-        network.load_state_dict(dict(state), strict=True, assign=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        msg = f"{name}: the SRVGGNetCompact tensors do not fit together ({first})"
-        raise UnsupportedModelError(msg) from None
-    network.eval()
     return ModelDescriptor(
-        name=name, architecture=NAME, network=network, scale=upscale, net_scale=upscale,
+        name=name, architecture=NAME, network=None, scale=upscale, net_scale=upscale,
         in_channels=num_in_ch, out_channels=num_out_ch, params=params,
         # Every 3x3 convolution reaches one pixel further; the network has num_conv + 2 of
         # them, so this context makes tiles exact (plus 2 for a bicubic post-resize).

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from ...descriptor import ModelDescriptor
 from ...errors import UnsupportedModelError
 from ..detect import StateDict, count_indexed, has_all
-from .network import RRDBNet
+
+if TYPE_CHECKING:
+    from .network import RRDBNet
 
 NAME = "RRDBNet"
 
@@ -20,6 +22,22 @@ def detect(state: StateDict) -> bool:
 
 
 def load(state: StateDict, name: str) -> ModelDescriptor:
+    import torch
+
+    from .network import RRDBNet
+
+    descriptor = describe(state, name)
+    # Built without memory and then handed the tensors: random initialisation and a copy
+    # of 16 million weights would cost seconds.
+    with torch.device("meta"):
+        network = RRDBNet(**descriptor.params)  # type: ignore[arg-type]
+    _load_strict(network, state, name)
+    descriptor.network = network
+    return descriptor
+
+
+def describe(state: StateDict, name: str) -> ModelDescriptor:
+    """What the tensors' shapes say, without a network (needs no torch)."""
     num_feat, in_folded = state["conv_first.weight"].shape[:2]
     num_out_ch = state["conv_last.weight"].shape[0]
     num_grow_ch = state["body.0.rdb1.conv1.weight"].shape[0]
@@ -40,15 +58,10 @@ def load(state: StateDict, name: str) -> ModelDescriptor:
         "num_in_ch": num_in_ch, "num_out_ch": num_out_ch, "scale": scale,
         "num_feat": num_feat, "num_block": num_block, "num_grow_ch": num_grow_ch,
     }
-    # Built without memory and then handed the tensors: random initialisation and a copy
-    # of 16 million weights would cost seconds.
-    with torch.device("meta"):
-        network = RRDBNet(**params)  # type: ignore[arg-type]
-    _load_strict(network, state, name)
     return ModelDescriptor(
-        name=name, architecture=NAME, network=network, scale=scale, net_scale=scale,
+        name=name, architecture=NAME, network=None, scale=scale, net_scale=scale,
         in_channels=num_in_ch, out_channels=num_out_ch,
-        size_multiple=network.unshuffle, params=params,
+        size_multiple={4: 1, 2: 2, 1: 4}[scale], params=params,
         # Measured on real photos with x4plus and 32 px tiles: 48 px of context leaves up to
         # 7/255, 64 px at most 2/255 against the untiled result.
         tile_context=64,

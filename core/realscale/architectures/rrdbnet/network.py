@@ -22,13 +22,17 @@ class ResidualDenseBlock(nn.Module):
         self.conv5 = nn.Conv2d(num_feat + 4 * num_grow_ch, num_feat, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        trunk = x
+        # The trunk may be kept in fp32 while the convolutions run in bf16 (see RRDBNet);
+        # in one precision throughout, these casts do nothing.
+        x = x.to(self.conv1.weight.dtype)
         x1 = F.leaky_relu(self.conv1(x), 0.2)
         x2 = F.leaky_relu(self.conv2(torch.cat((x, x1), 1)), 0.2)
         x3 = F.leaky_relu(self.conv3(torch.cat((x, x1, x2), 1)), 0.2)
         x4 = F.leaky_relu(self.conv4(torch.cat((x, x1, x2, x3), 1)), 0.2)
         x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
         # The 0.2 residual scaling is part of the trained model, not a tunable.
-        return x5 * 0.2 + x
+        return x5.to(trunk.dtype) * 0.2 + trunk
 
 
 class RRDB(nn.Module):
@@ -81,10 +85,14 @@ class RRDBNet(nn.Module):
     TAIL_STRIP_BYTES = 256 << 20
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """In bf16 the engine hands the trunk (conv_first's output, and the residual sums of
+        every block) over in fp32: only the convolutions round, not the running sums."""
         if self.unshuffle > 1:
             x = F.pixel_unshuffle(x, self.unshuffle)
         feat = self.conv_first(x)
-        feat = feat + self.conv_body(self.body(feat))
+        dtype = self.conv_body.weight.dtype
+        feat = feat + self.conv_body(self.body(feat).to(dtype)).to(feat.dtype)
+        feat = feat.to(dtype)
         height, width = feat.shape[2], feat.shape[3]
         per_row = feat.shape[0] * width * 16 * feat.shape[1] * feat.element_size() * 3
         rows = max(8, self.TAIL_STRIP_BYTES // max(per_row, 1))

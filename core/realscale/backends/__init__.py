@@ -1,0 +1,112 @@
+"""Backends that run a model on tiles: PyTorch (``engine.py``) and ONNX Runtime (``ort.py``).
+
+Both give a ``TileEngine``: ``run(batch NHWC float32) -> NHWC float32``, ``precision``,
+``auto_tile``. ``auto`` picks torch when it is installed, else ONNX Runtime, so a worker in a
+torch-free environment (``pip install realscale``, without the ``torch`` extra) needs no setting.
+Importing this package imports neither torch nor onnxruntime.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import sys
+
+from ..descriptor import ModelDescriptor
+from ..errors import DeviceError, RealscaleError
+from .base import TileEngine
+
+__all__ = ["BACKENDS", "TileEngine", "create_engine", "load_model", "resolve"]
+
+if sys.platform.startswith("linux"):
+    # PyTorch's CPU allocator then backs tensors of 2 MB and more with transparent huge pages:
+    # a forward pass of x4plus-anime at 532 px took 6.3 million page faults and 14.0 s,
+    # with this 0.17 million and 9.2 s. Read once, at torch's first allocation: it only
+    # takes effect where realscale imports torch first (an earlier import keeps its setting).
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
+BACKENDS = ("auto", "torch", "onnxruntime")
+BF16_ACCURATE = frozenset({"SRVGGNetCompact"})
+"""Architectures that ``auto`` runs in bf16 on a CPU with bfloat16 instructions, measured
+against fp32 on real 64 px crops (tests/core/test_precision_cpu.py). SRVGGNetCompact, with its
+first convolution in fp32: 99.9th percentile 1-2/255 on each of six crops, max 2-4/255.
+RRDBNet (x4plus, anime_6B): 2-7/255 at the 99.9th percentile, max up to 25/255, even with the
+first convolution and the residual trunk in fp32 (rounding the weights alone gives 3/255 on
+x4plus: the dense blocks amplify it), so it stays fp32; ``precision="bf16"`` still gives it,
+2.1-2.2 times as fast, for those who prefer speed."""
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def resolve(backend: str) -> str:
+    """``auto`` -> ``torch`` when torch is installed, else ``onnxruntime``; checks the name."""
+    if backend not in BACKENDS:
+        msg = f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}"
+        raise DeviceError(msg)
+    if backend == "auto":
+        if _installed("torch"):
+            return "torch"
+        if _installed("onnxruntime"):
+            return "onnxruntime"
+        msg = (
+            "neither PyTorch nor ONNX Runtime is installed; install one: "
+            "pip install 'realscale[torch]', or pip install onnxruntime"
+        )
+        raise DeviceError(msg)
+    needed = {"torch": "torch", "onnxruntime": "onnxruntime"}[backend]
+    if not _installed(needed):
+        hint = ("pip install 'realscale[torch]'" if backend == "torch"
+                else "pip install onnxruntime")
+        msg = f"the {backend} backend needs {needed}, which is not installed here: {hint}"
+        raise DeviceError(msg)
+    return backend
+
+
+def load_model(
+    spec: str | os.PathLike[str], backend: str, *, allow_download: bool = False
+) -> ModelDescriptor:
+    """Load a model for ``backend``: a torch network, or numpy weights for ONNX Runtime (which
+    never imports torch for the embedded models, ncnn files and ``.onnx`` files)."""
+    onnx_file = os.fspath(spec).lower().endswith(".onnx")
+    if onnx_file and backend == "torch":
+        msg = f"{spec} is an ONNX file: run it with backend 'onnxruntime' (or auto)"
+        raise DeviceError(msg)
+    if not onnx_file and resolve(backend) == "torch":
+        from ..loading import load_model as load_torch
+
+        return load_torch(spec, allow_download=allow_download)
+    from ..onnx.models import load_arrays
+
+    return load_arrays(spec, allow_download=allow_download)
+
+
+def create_engine(
+    model: ModelDescriptor, backend: str = "auto", device: str = "auto",
+    precision: str = "auto",
+) -> TileEngine:
+    """The engine that runs ``model`` on ``device`` in ``precision`` with ``backend``."""
+    # A model loaded without torch (numpy weights, or an .onnx file) can only run on ONNX Runtime.
+    chosen = "onnxruntime" if backend == "auto" and model.network is None else resolve(backend)
+    if chosen == "torch":
+        if model.network is None:
+            msg = (
+                f"{model.name} was loaded without PyTorch (numpy weights); "
+                "use backend='onnxruntime' or load it again with torch installed"
+            )
+            raise RealscaleError(msg)
+        from .. import devices
+        from ..engine import Engine
+
+        placement = devices.choose(device, precision)
+        if (
+            precision == "auto" and placement.device.type == "cpu"
+            and placement.precision == "bf16" and model.architecture not in BF16_ACCURATE
+        ):
+            placement = dataclasses.replace(placement, precision="fp32", fallback_fp32=False)
+        return Engine(model, placement)
+    from .ort import OrtEngine
+
+    return OrtEngine(model, device=device, precision=precision)
