@@ -158,6 +158,17 @@ def test_auto_tile_comes_from_free_memory(compact, monkeypatch) -> None:
     assert 32 <= small < big
 
 
+def test_cpu_tile_ceilings(compact, monkeypatch) -> None:
+    """With memory to spare, CPU tiles stop at 512 px for the compact net (2.3 output copies
+    at 4000x3000 x4, bench/worker_memory.py) and 1024 px for RRDBNet (its 64 px context)."""
+    from realscale import engine
+
+    monkeypatch.setattr(engine, "free_memory", lambda device: 64 << 30)
+    assert Upscaler(compact, device="cpu").plan().tile == 512
+    rrdbnet = Upscaler(load_model("realesrgan-x4plus-anime"), device="cpu")
+    assert rrdbnet.plan().tile == 1024
+
+
 def test_tiles_wholly_in_the_border(compact) -> None:
     """Small tiles put whole blocks into the reflected border; they must simply be skipped."""
     pixels = rgb_crop("00003.png", 48)

@@ -105,6 +105,10 @@ class TileEngine(ABC):
         budget = min(available // 4, CPU_BUDGET_CAP) if self.on_cpu else int(available * 0.6)
         budget -= FIXED_BYTES * batch
         side = int((max(budget, 0) / self.bytes_per_pixel(batch)) ** 0.5) - overhead
-        # Past this, bigger CPU tiles do not run faster; they only cost memory.
-        ceiling = 1024 if self.on_cpu else 2048
+        # Past these, bigger CPU tiles do not run faster; they only cost memory. RRDBNet needs
+        # 64 px of context around a tile, so 1024 keeps that extra work near 20%; the compact
+        # net needs 20 px, and at 512 a 4000x3000 x4 upscale peaks at 2.3 output copies (1024:
+        # 3.6) and runs faster (bench/worker_memory.py).
+        cpu_ceiling = 1024 if self.model.tile_context > 32 else 512
+        ceiling = cpu_ceiling if self.on_cpu else 2048
         return max(32, min(ceiling, side // 8 * 8))

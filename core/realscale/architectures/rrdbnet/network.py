@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..cpu_ops import cat_channels, conv_leaky_relu
+
 
 class ResidualDenseBlock(nn.Module):
     """Five 3x3 convolutions, each seeing every earlier output (dense connections)."""
@@ -26,11 +28,11 @@ class ResidualDenseBlock(nn.Module):
         # The trunk may be kept in fp32 while the convolutions run in bf16 (see RRDBNet);
         # in one precision throughout, these casts do nothing.
         x = x.to(self.conv1.weight.dtype)
-        x1 = F.leaky_relu(self.conv1(x), 0.2)
-        x2 = F.leaky_relu(self.conv2(torch.cat((x, x1), 1)), 0.2)
-        x3 = F.leaky_relu(self.conv3(torch.cat((x, x1, x2), 1)), 0.2)
-        x4 = F.leaky_relu(self.conv4(torch.cat((x, x1, x2, x3), 1)), 0.2)
-        x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
+        x1 = conv_leaky_relu(self.conv1, x)
+        x2 = conv_leaky_relu(self.conv2, cat_channels((x, x1)))
+        x3 = conv_leaky_relu(self.conv3, cat_channels((x, x1, x2)))
+        x4 = conv_leaky_relu(self.conv4, cat_channels((x, x1, x2, x3)))
+        x5 = self.conv5(cat_channels((x, x1, x2, x3, x4)))
         # The 0.2 residual scaling is part of the trained model, not a tunable.
         return x5.to(trunk.dtype) * 0.2 + trunk
 
@@ -108,6 +110,6 @@ class RRDBNet(nn.Module):
         return torch.cat(parts, dim=2)
 
     def _tail(self, feat: torch.Tensor) -> torch.Tensor:
-        feat = F.leaky_relu(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")), 0.2)
-        feat = F.leaky_relu(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")), 0.2)
-        return self.conv_last(F.leaky_relu(self.conv_hr(feat), 0.2))
+        feat = conv_leaky_relu(self.conv_up1, F.interpolate(feat, scale_factor=2, mode="nearest"))
+        feat = conv_leaky_relu(self.conv_up2, F.interpolate(feat, scale_factor=2, mode="nearest"))
+        return self.conv_last(conv_leaky_relu(self.conv_hr, feat))
