@@ -1,7 +1,8 @@
 """Speed, side by side: realscale vs the upstream-equivalent PyTorch path vs the ncnn runtime.
 
 Run: .venv/bin/python bench/speed.py [--models x4plus,anime,compact] [--small 128]
-     [--large 320] [--tile auto] [--threads 2] [--repeat 2] [--device auto]
+     [--large 320] [--tile auto] [--threads 2] [--repeat 2] [--large-repeat 1]
+     [--device auto]
 
 For each model and a small and a large real image (OST_009.png, cropped or mirrored to
 size), times the whole pipeline from 8-bit pixels to 8-bit pixels (padding, tiling, the
@@ -16,10 +17,10 @@ network, blending, rounding) of:
   10 px as realesrgan-ncnn-vulkan does (the reference for the 8-bit differences printed;
   upstream pads bottom/right only, so its edges differ).
 
-Each column runs in a process of its own; each row gives the best of ``--repeat`` runs (one
-for the large image) after a warm-up run, and says how many cores other processes used
-meanwhile (timings on a shared machine are only comparable when that is near 0). Then the
-ratio of each pair, and the extra network work of the tile context at the default tile.
+Each column runs in a process of its own; each row gives the best of ``--repeat`` runs
+(``--large-repeat`` for the large image) after a warm-up run, and says how many cores other
+processes used meanwhile (timings on a shared machine are only comparable when that is near
+0). Then the ratio of each pair, and the extra network work of the tile context at the default tile.
 """
 
 from __future__ import annotations
@@ -187,8 +188,16 @@ def make_path(kind: str, name: str, args: argparse.Namespace
               ) -> tuple[str, Callable[[np.ndarray], np.ndarray], str] | None:
     """(label, run, note) of one column, or None where it cannot run here."""
     tile: int | str = int(args.tile) if args.tile != "auto" else "auto"
+    # Only realscale's own columns build an Upscaler: it tunes the CPU allocator for its
+    # process (realscale/cpu_memory.py), which the upstream-equivalent path does not have.
+    device = devices.choose(args.device).device
+    if kind == "upstream":
+        label = "fp16" if device.type == "cuda" else "fp32"
+        return f"upstream-equivalent ({label} eager NCHW)", upstream_path(name, device), ""
+    if kind == "ncnn":
+        run = ncnn_path(name, args.threads)
+        return None if run is None else (f"ncnn runtime (CPU, {args.threads} threads)", run, "")
     ours = Upscaler(name, device=args.device, tile=tile)
-    device = torch.device(ours.engine.device_name)
     if kind == "ours":
         plan = ours.plan()
         note = f"tile {plan.tile} px" + (" from free memory" if tile == "auto" else "")
@@ -199,12 +208,6 @@ def make_path(kind: str, name: str, args: argparse.Namespace
             return None
         fast = Upscaler(name, device="cpu", precision="bf16", tile=tile)
         return "realscale --precision bf16 (opt-in)", fast.upscale, ""
-    if kind == "upstream":
-        label = "fp16" if device.type == "cuda" else "fp32"
-        return f"upstream-equivalent ({label} eager NCHW)", upstream_path(name, device), ""
-    if kind == "ncnn":
-        run = ncnn_path(name, args.threads)
-        return None if run is None else (f"ncnn runtime (CPU, {args.threads} threads)", run, "")
     if args.no_other_backend or device.type != "cpu":
         return None
     # The backend auto did not pick, for comparison (torch in fp32 or onnxruntime).
@@ -226,7 +229,8 @@ def child(args: argparse.Namespace) -> None:
         return
     label, run, note = made
     small = args.size <= args.small
-    seconds, out, info = timed(run, photo(args.size), args.repeat if small else 1, True)
+    repeat = args.repeat if small else args.large_repeat
+    seconds, out, info = timed(run, photo(args.size), repeat, True)
     np.save(args.out, out)
     print(json.dumps({"label": label, "seconds": seconds, "info": info, "note": note}))
 
@@ -237,7 +241,8 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=128)
     parser.add_argument("--large", type=int, default=320)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=2, help="timed runs, small image")
+    parser.add_argument("--large-repeat", type=int, default=1, help="timed runs, large image")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tile", default="auto",
                         help="realscale's tile (auto: from free memory, which other processes "
@@ -269,8 +274,8 @@ def report(key: str, size: int, args: argparse.Namespace, scratch: Path) -> None
         out = scratch / f"{kind}.npy"
         command = [sys.executable, __file__, "--child", kind, "--models", key, "--size",
                    str(size), "--out", str(out)]
-        for option in ("small", "threads", "repeat", "device", "tile"):
-            command += [f"--{option}", str(getattr(args, option))]
+        for option in ("small", "threads", "repeat", "large_repeat", "device", "tile"):
+            command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
         if args.no_other_backend:
             command.append("--no-other-backend")
         env = dict(os.environ)
@@ -304,8 +309,8 @@ def report(key: str, size: int, args: argparse.Namespace, scratch: Path) -> None
               f"{diff(outputs[fast_label], outputs[ours_label])}")
     for i, a in enumerate(labels):
         for b in labels[i + 1:]:
-            print(f"  ratio {a.split(' (')[0]} / {b.split(' (')[0]}: "
-                  f"{times[b] / times[a]:.2f}x faster")
+            print(f"  speed of {a.split(' (')[0]} relative to {b.split(' (')[0]}: "
+                  f"{times[b] / times[a]:.2f}x")
     if size == args.large:
         model = load_model(name)
         tile = int(args.tile) if args.tile != "auto" else Upscaler(model, device=args.device
