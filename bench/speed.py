@@ -188,8 +188,7 @@ def make_path(kind: str, name: str, args: argparse.Namespace
               ) -> tuple[str, Callable[[np.ndarray], np.ndarray], str] | None:
     """(label, run, note) of one column, or None where it cannot run here."""
     tile: int | str = int(args.tile) if args.tile != "auto" else "auto"
-    # Only realscale's own columns build an Upscaler: it tunes the CPU allocator for its
-    # process (realscale/cpu_memory.py), which the upstream-equivalent path does not have.
+    # Only realscale's own columns build an Upscaler (and load realscale's engine).
     device = devices.choose(args.device).device
     if kind == "upstream":
         label = "fp16" if device.type == "cuda" else "fp32"

@@ -14,7 +14,7 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     "${PIP[@]}" "torch==2.13.0"
 fi
 if [ "${REALSCALE_TEST:-0}" = "1" ]; then
-    "${PIP[@]}" -e "$ROOT[torch,test]"
+    "${PIP[@]}" -e "$ROOT[torch,video,test]"
 else
-    "${PIP[@]}" -e "$ROOT[torch]"
+    "${PIP[@]}" -e "$ROOT[torch,video]"
 fi

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from . import cpu_memory
 from .backends.base import FIXED_BYTES, TileEngine
 from .descriptor import ModelDescriptor
 from .devices import Placement, free_memory, torch_dtype
@@ -88,8 +87,6 @@ class Engine(TileEngine):
         self.bucket = bucket or 0
         self.max_batch = max_batch
         self._cuda = kind == "cuda"
-        if kind == "cpu":
-            cpu_memory.hold()  # activations reuse freed memory instead of fresh pages
         self._copy_stream = torch.cuda.Stream(placement.device) if self._cuda else None
         if self._cuda:
             # Tiles come in few shapes: let cuDNN time its algorithms once per shape.

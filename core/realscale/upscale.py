@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import backends, cpu_memory
+from . import backends
 from .descriptor import ModelDescriptor
 from .errors import RealscaleError
 from .resize import resize_float
@@ -119,11 +119,7 @@ class Upscaler:
         out_w, out_h = self.output_size(
             in_w, in_h, scale=scale, fit_width=width, fit_height=height
         )
-        try:
-            model_out = self._run_model(pixels, progress, cancel)
-        finally:
-            if self.engine.on_cpu:
-                cpu_memory.release()  # the tiles' activations, kept for reuse meanwhile
+        model_out = self._run_model(pixels, progress, cancel)
         has_alpha = channels in (2, 4)
         if (out_w, out_h) != (model_out.shape[1], model_out.shape[0]):
             work = _to_float(model_out)

@@ -1,8 +1,8 @@
 """Find the ffmpeg executable and run it: the one place that starts ffmpeg processes.
 
-realscale does not assume a system ffmpeg: the ``imageio-ffmpeg`` package ships a static
-build for Windows, macOS and Linux. ``REALSCALE_FFMPEG`` (a path) overrides it, for builds with
-other encoders.
+realscale does not assume a system ffmpeg: the ``imageio-ffmpeg`` package (the ``video``
+extra) ships a static build for Windows, macOS and Linux; without it, ffmpeg on PATH is used.
+``REALSCALE_FFMPEG`` (a path) overrides both, for builds with other encoders.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def executable() -> str:
         if found:
             return found
         msg = (
-            "video needs ffmpeg: install the imageio-ffmpeg package into realscale's "
-            f"environment (pip install imageio-ffmpeg), or set {ENV_VAR} to an ffmpeg"
+            "video needs ffmpeg: pip install 'realscale[video]' in realscale's environment, "
+            f"put ffmpeg on PATH, or set {ENV_VAR} to an ffmpeg"
         )
         raise VideoError(msg) from None
     try:
