@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from .backends.base import FIXED_BYTES, TileEngine
 from .descriptor import ModelDescriptor
-from .devices import Placement, free_memory, torch_dtype
+from .devices import Placement, available_ram, free_memory, torch_dtype
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,15 @@ class Engine(TileEngine):
             return count
         per_tile = self.bytes_per_pixel(1) * rows * cols + FIXED_BYTES
         return max(1, min(count, MAX_BATCH, int(self.free_bytes() * 0.6) // per_tile))
+
+    def tiles_per_call(self, rows: int, cols: int, channels: int = 3) -> int:
+        """On CUDA several tiles per call, so that one batch computes while the next uploads;
+        bounded by what their float outputs take in host memory (an eighth of the free RAM)."""
+        if not self._cuda:
+            return super().tiles_per_call(rows, cols, channels)
+        scale = self.model.scale
+        out_bytes = rows * scale * cols * scale * channels * 4
+        return max(1, min(MAX_BATCH, available_ram() // 8 // max(out_bytes, 1)))
 
     def padded_shape(self, rows: int, cols: int) -> tuple[int, int]:
         """The shape a tile runs at: its own, or rounded up to the bucket (fixed shapes)."""

@@ -24,6 +24,8 @@ from .errors import Cancelled, OutOfMemoryError
 
 RunTile = Callable[[np.ndarray], np.ndarray]
 """(h, w, C) float32 input -> (h*scale, w*scale, C') float32 output."""
+RunTiles = Callable[[list[np.ndarray]], list[np.ndarray]]
+"""Several regions of one shape at once (one forward pass on a GPU): outputs in order."""
 Sink = Callable[[int, int, np.ndarray], None]
 """(output row, output column, block) for each finished block, row of tiles by row of tiles."""
 Progress = Callable[[int, int], None]
@@ -75,8 +77,14 @@ def spans(length: int, plan: TilePlan) -> list[Span]:
     half = _round_up(plan.overlap // 2, m)
     context = _round_up(plan.context, m)
     count = max(1, -(-length // max(plan.tile, 2 * half + m)))
-    # Balanced cores on the multiple grid: boundaries at round(k * length / count).
-    bounds = [0] + [_round_up(round(k * length / count), m) for k in range(1, count)] + [length]
+    # Balanced cores on the multiple grid, the larger ones first: sizes differ by at most one
+    # multiple, and tiles of one size follow each other, so that neighbours have the same
+    # shape (one batch on a GPU, one compiled graph).
+    units, extra = divmod(-(-length // m), count)
+    bounds = [0]
+    for k in range(count):
+        bounds.append(bounds[-1] + (units + (1 if k < extra else 0)) * m)
+    bounds[-1] = length
     bounds = sorted(set(bounds))
     result = []
     for k in range(len(bounds) - 1):
@@ -122,6 +130,16 @@ class _Runner:
         """Largest region side to send to the network; None until something failed."""
         self.tile = plan.tile
         self.halvings = 0
+        self.run_many: RunTiles | None = None
+
+    def many(self, regions: list[np.ndarray]) -> list[np.ndarray]:
+        """Outputs of several same-shape regions; one at a time once memory ran short."""
+        if self.run_many is not None and len(regions) > 1 and self.limit is None:
+            try:
+                return self.run_many(regions)
+            except TileOutOfMemory:
+                self.run_many = None  # from now on tile by tile, halving as needed
+        return [self(region) for region in regions]
 
     def __call__(self, region: np.ndarray) -> np.ndarray:
         side = max(region.shape[0], region.shape[1])
@@ -163,10 +181,19 @@ def process(
     *,
     progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
+    run_many: RunTiles | None = None,
+    group: int = 1,
 ) -> int:
-    """Run ``image`` (H, W, C) tile by tile; returns how many tiles ran."""
+    """Run ``image`` (H, W, C) tile by tile; returns how many tiles ran.
+
+    With ``run_many`` and ``group`` > 1, up to ``group`` neighbouring tiles of one row that
+    have the same shape go to ``run_many`` together (a GPU runs them as one batch, uploading
+    the next while it computes); the blending and the sink see them one by one as before.
+    """
     height, width = image.shape[:2]
     runner = run if isinstance(run, _Runner) else _Runner(run, scale, plan)
+    if group > 1 and run_many is not None and not isinstance(run, _Runner):
+        runner.run_many = run_many
     zone = 2 * _round_up(plan.overlap // 2, plan.multiple) * scale
     """Width in output pixels of the blend zone two neighbours share."""
     rows, cols = spans(height, plan), spans(width, plan)
@@ -177,11 +204,20 @@ def process(
         wy = _ramp(ys, zone // 2 // scale, scale)
         below: np.ndarray | None = None
         left: np.ndarray | None = None  # the previous tile's right zone, this row's height
-        for xs in cols:
+        regions = [image[ys.input_start : ys.input_end, xs.input_start : xs.input_end]
+                   for xs in cols]
+        ready: dict[int, np.ndarray] = {}
+        for index, xs in enumerate(cols):
             if cancelled is not None and cancelled():
                 raise Cancelled("the upscale was cancelled")
-            region = image[ys.input_start : ys.input_end, xs.input_start : xs.input_end]
-            out = runner(region)
+            if index not in ready:
+                members = [index]
+                while (len(members) < group and members[-1] + 1 < len(cols)
+                       and regions[members[-1] + 1].shape == regions[index].shape):
+                    members.append(members[-1] + 1)
+                outputs = runner.many([regions[i] for i in members])
+                ready.update(zip(members, outputs, strict=True))
+            out = ready.pop(index)
             top = (ys.blend_start - ys.input_start) * scale
             x0 = (xs.blend_start - xs.input_start) * scale
             part = out[top : top + wy.size, x0 : x0 + (xs.blend_end - xs.blend_start) * scale]

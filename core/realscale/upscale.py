@@ -146,17 +146,28 @@ class Upscaler:
         result = np.empty((height * s, width * s, channels), dtype=pixels.dtype)
         top, left = BORDER * s, BORDER * s
 
-        def run_tile(region: np.ndarray) -> np.ndarray:
-            work = _to_float(region)
-            colour = work[..., :-1] if has_alpha else work
-            if colour.shape[2] == 1:
-                colour = np.repeat(colour, 3, axis=2)
+        def run_tiles(regions: list[np.ndarray]) -> list[np.ndarray]:
+            colours, alphas = [], []
+            for region in regions:
+                work = _to_float(region)
+                colour = work[..., :-1] if has_alpha else work
+                if colour.shape[2] == 1:
+                    colour = np.repeat(colour, 3, axis=2)
+                if translucent:
+                    alpha = work[..., -1:]
+                    # Premultiplied colour: what lies under transparent pixels cannot bleed
+                    # into edges.
+                    colour = colour * alpha
+                    alphas.append(np.repeat(alpha, 3, axis=2))
+                colours.append(colour)
+            out = self.engine.run(np.stack(colours + alphas))
+            count = len(regions)
             if not translucent:
-                return self.engine.run(colour[None])[0]
-            alpha = work[..., -1:]
-            # Premultiplied colour: what lies under transparent pixels cannot bleed into edges.
-            out = self.engine.run(np.stack([colour * alpha, np.repeat(alpha, 3, axis=2)]))
-            return np.concatenate([out[0], out[1]], axis=2)
+                return list(out)
+            return [np.concatenate([out[i], out[count + i]], axis=2) for i in range(count)]
+
+        def run_tile(region: np.ndarray) -> np.ndarray:
+            return run_tiles([region])[0]
 
         def sink(y: int, x: int, block: np.ndarray) -> None:
             y0, y1 = max(y, top), min(y + block.shape[0], top + height * s)
@@ -173,9 +184,13 @@ class Upscaler:
                 result[row - top : stop - top, x0 - left : x1 - left] = out
 
         batch = 2 if translucent else 1
+        plan = self.plan(batch)
+        side = plan.extent()
+        group = self.engine.tiles_per_call(side, side, channels=batch * 3)
         process(
-            padded, run_tile, s, self.plan(batch), sink, progress=progress,
+            padded, run_tile, s, plan, sink, progress=progress,
             cancelled=(lambda: cancel.cancelled) if cancel is not None else None,
+            run_many=run_tiles, group=group,
         )
         return result
 

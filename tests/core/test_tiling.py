@@ -176,3 +176,55 @@ def test_tiles_wholly_in_the_border(compact) -> None:
     for width in range(17, 48, 2):
         crop = np.ascontiguousarray(pixels[:20, :width])
         assert upscaler.upscale(crop).shape == (80, width * 4, 3)
+
+
+def _grouped(upscaler: Upscaler, monkeypatch, group: int) -> list[int]:
+    """Let the tiler hand ``group`` tiles per call, as on CUDA; record each forward's N."""
+    monkeypatch.setattr(upscaler.engine, "tiles_per_call", lambda *args, **kwargs: group)
+    network = upscaler.engine._network
+    real_forward = network.forward
+    batches: list[int] = []
+
+    def counting_forward(x: torch.Tensor) -> torch.Tensor:
+        batches.append(x.shape[0])
+        return real_forward(x)
+
+    monkeypatch.setattr(network, "forward", counting_forward)
+    return batches
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_grouped_tiles_equal_single_tiles(compact, monkeypatch, alpha: bool) -> None:
+    """Same-shape neighbours in a row go to the network as one batch (RGBA: colour and alpha
+    of every tile in it), and the result is the one-tile-at-a-time result."""
+    # 200 px + the 10 px border: ten 22 px cores a side, six of them with full context.
+    pixels = rgb_crop("00003.png", 200, 40, 40)[:64]
+    if alpha:
+        ramp = np.linspace(40, 255, 200, dtype=np.float32).astype(np.uint8)
+        pixels = np.concatenate([pixels, np.broadcast_to(ramp[None, :, None], (64, 200, 1))],
+                                axis=2)
+    single = Upscaler(compact, device="cpu", precision="fp32", tile=24).upscale(pixels)
+    grouped = Upscaler(compact, device="cpu", precision="fp32", tile=24)
+    batches = _grouped(grouped, monkeypatch, 3)
+    result = grouped.upscale(pixels)
+    per_tile = 2 if alpha else 1
+    assert max(batches) == 3 * per_tile, batches
+    assert_close_u8(result, single, max_diff=1, p999=0)
+
+
+def test_grouped_tiles_fall_back_one_by_one_when_memory_runs_short(compact, monkeypatch) -> None:
+    pixels = rgb_crop("00003.png", 200, 40, 40)[:64]
+    single = Upscaler(compact, device="cpu", precision="fp32", tile=24).upscale(pixels)
+    grouped = Upscaler(compact, device="cpu", precision="fp32", tile=24)
+    batches = _grouped(grouped, monkeypatch, 4)
+    counting = grouped.engine._network.forward
+
+    def no_room_for_batches(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+        return counting(x)
+
+    monkeypatch.setattr(grouped.engine._network, "forward", no_room_for_batches)
+    result = grouped.upscale(pixels)
+    assert batches and set(batches) == {1}, "after the failed batch, tiles go one by one"
+    assert_close_u8(result, single, max_diff=1, p999=0)

@@ -96,6 +96,11 @@ class TileEngine(ABC):
             per_px = 4 * feat + 6 * 3 * out_px
         return per_px * self.element_size * batch
 
+    def tiles_per_call(self, rows: int, cols: int, channels: int = 3) -> int:
+        """How many tiles of this size the tiler may hand over in one ``run``: one on the
+        CPU (a batch is no faster there, only bigger); see the torch engine for CUDA."""
+        return 1
+
     strips_tail = True
     """Whether RRDBNet's upsampling tail runs in row strips (bounded memory) on this backend."""
 
