@@ -43,3 +43,25 @@ def test_png_sequence_frame_equals_realscale_upscale(sample, tmp_path) -> None:
     assert got.dtype == expected.dtype == np.uint16 and got.shape == (960, 1280, 3)
     assert np.array_equal(got, expected)
     assert not np.array_equal(read_image(out / "seq_000001.png").pixels, expected)
+
+
+def test_onnxruntime_backend_gives_what_upscale_gives(sample, tmp_path) -> None:
+    """`--backend onnxruntime` reaches the video pipeline's Upscaler as it does the image one."""
+    out = tmp_path / "seq"
+    done = subprocess.run(
+        [sys.executable, "-m", "realscale", "video", str(sample), "-o", str(out),
+         "--codec", "png", "--scale", "2", "--start-frame", "40", "--frames", "1",
+         "--backend", "onnxruntime", "--progress", "none"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    frame = next(read_frames(str(sample), start_frame=40, frames=1, sixteen_bit=True))
+    write_image(tmp_path / "frame40.png", frame)
+    upscaled = tmp_path / "frame40_x2.png"
+    done = subprocess.run(
+        [sys.executable, "-m", "realscale", "upscale", str(tmp_path / "frame40.png"),
+         "-o", str(upscaled), "-m", "realesr-animevideov3", "-s", "2", "-q",
+         "--backend", "onnxruntime"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert np.array_equal(read_image(out / "seq_000001.png").pixels,
+                          read_image(upscaled).pixels)

@@ -65,6 +65,8 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     parser.add_argument("--tile", default="auto", help="tile size in pixels, or auto")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"),
+                        help="auto (torch if installed, else onnxruntime), torch or onnxruntime")
     parser.add_argument("--download", action="store_true",
                         help="allow downloading official weights that are not embedded")
     parser.add_argument("-y", "--overwrite", action="store_true",
@@ -101,7 +103,7 @@ def run_command(args: argparse.Namespace) -> int:
         check_job(job)
         report.starting()
         upscaler = Upscaler(args.model, device=args.device, precision=args.precision,
-                            tile=tile, allow_download=args.download)
+                            tile=tile, allow_download=args.download, backend=args.backend)
         result = upscale_video(job, upscaler, progress=report.progress, cancel=token,
                                on_plan=report.plan)
     except Cancelled as exc:
