@@ -11,7 +11,7 @@ import numpy as np
 from . import backends
 from .descriptor import ModelDescriptor
 from .errors import RealscaleError
-from .resize import resize_float
+from .resize import band_halo, resize_float
 from .tiling import TilePlan, process
 
 DEFAULT_MODEL = "realesrgan-x4plus"
@@ -21,6 +21,8 @@ OVERLAP = 8
 SINK_ROWS = 64
 UNPREMULTIPLY_EPSILON = 0.01
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+RESIZE_ROWS = 256
+"""Output rows resized at a time for scales the model does not give."""
 _MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 ProgressCallback = Callable[[int, int], None]
@@ -114,7 +116,6 @@ class Upscaler:
         """Upscale an HWC (or HW) image of uint8, uint16 or float32 with 1 to 4 channels
         (L, LA, RGB, RGBA, straight alpha); the result has the same dtype and channels."""
         pixels, squeeze = _check(image)
-        dtype = pixels.dtype
         in_h, in_w, channels = pixels.shape
         out_w, out_h = self.output_size(
             in_w, in_h, scale=scale, fit_width=width, fit_height=height
@@ -122,9 +123,7 @@ class Upscaler:
         model_out = self._run_model(pixels, progress, cancel)
         has_alpha = channels in (2, 4)
         if (out_w, out_h) != (model_out.shape[1], model_out.shape[0]):
-            work = _to_float(model_out)
-            work = resize_float(work, out_w, out_h, has_alpha=has_alpha)
-            model_out = _from_float(work, dtype)
+            model_out = _resize_in_bands(model_out, out_w, out_h, has_alpha)
         return model_out[..., 0] if squeeze else model_out
 
     def _run_model(
@@ -238,6 +237,24 @@ def _check(image: np.ndarray) -> tuple[np.ndarray, bool]:
         msg = "the image contains NaN or infinite values; replace them before upscaling"
         raise RealscaleError(msg)
     return pixels, squeeze
+
+
+def _resize_in_bands(image: np.ndarray, width: int, height: int, has_alpha: bool) -> np.ndarray:
+    """Resize to any size a band of rows at a time: float copies of a band only, not of the
+    whole model-scale image (4 bytes per channel of, say, 16000x12000 before shrinking)."""
+    in_rows = image.shape[0]
+    step = in_rows / height
+    halo = band_halo(in_rows, height)
+    out = np.empty((height, width, image.shape[2]), dtype=image.dtype)
+    for top in range(0, height, RESIZE_ROWS):
+        bottom = min(height, top + RESIZE_ROWS)
+        first, last = top * step, bottom * step
+        start = max(0, int(first) - halo)
+        stop = min(in_rows, int(np.ceil(last)) + halo)
+        band = resize_float(_to_float(image[start:stop]), width, bottom - top,
+                            has_alpha=has_alpha, rows=(first - start, last - start))
+        out[top:bottom] = _from_float(band, image.dtype)
+    return out
 
 
 def _to_float(pixels: np.ndarray) -> np.ndarray:
