@@ -21,22 +21,10 @@ def detect(state: StateDict) -> bool:
 
 
 def load(state: StateDict, name: str) -> ModelDescriptor:
-    import torch
-
+    from ..build import attach_network
     from .network import SRVGGNetCompact
 
-    descriptor = describe(state, name)
-    with torch.device("meta"):
-        network = SRVGGNetCompact(**descriptor.params)  # type: ignore[arg-type]
-    try:
-        network.load_state_dict(dict(state), strict=True, assign=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        msg = f"{name}: the SRVGGNetCompact tensors do not fit together ({first})"
-        raise UnsupportedModelError(msg) from None
-    network.eval()
-    descriptor.network = network
-    return descriptor
+    return attach_network(describe(state, name), state, SRVGGNetCompact)
 
 
 def describe(state: StateDict, name: str) -> ModelDescriptor:

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ...descriptor import ModelDescriptor
 from ...errors import UnsupportedModelError
 from ..detect import StateDict, count_indexed, has_all
-
-if TYPE_CHECKING:
-    from .network import RRDBNet
 
 NAME = "RRDBNet"
 
@@ -22,18 +17,10 @@ def detect(state: StateDict) -> bool:
 
 
 def load(state: StateDict, name: str) -> ModelDescriptor:
-    import torch
-
+    from ..build import attach_network
     from .network import RRDBNet
 
-    descriptor = describe(state, name)
-    # Built without memory and then handed the tensors: random initialisation and a copy
-    # of 16 million weights would cost seconds.
-    with torch.device("meta"):
-        network = RRDBNet(**descriptor.params)  # type: ignore[arg-type]
-    _load_strict(network, state, name)
-    descriptor.network = network
-    return descriptor
+    return attach_network(describe(state, name), state, RRDBNet)
 
 
 def describe(state: StateDict, name: str) -> ModelDescriptor:
@@ -67,12 +54,3 @@ def describe(state: StateDict, name: str) -> ModelDescriptor:
         tile_context=64,
     )
 
-
-def _load_strict(network: RRDBNet, state: StateDict, name: str) -> None:
-    try:
-        network.load_state_dict(dict(state), strict=True, assign=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        msg = f"{name}: the RRDBNet tensors do not fit together ({first}); the file may be damaged"
-        raise UnsupportedModelError(msg) from None
-    network.eval()
