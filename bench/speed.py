@@ -44,7 +44,7 @@ sys.path.insert(0, str(HERE))
 
 # realscale first, as its command line does: it turns on huge pages for torch's CPU allocator
 # before torch allocates (the upstream-equivalent path, in this process, gets them as well).
-from realscale import Upscaler, catalogue, devices, load_model  # noqa: E402, I001
+from realscale import DeviceError, Upscaler, catalogue, devices, load_model  # noqa: E402, I001
 from realscale.download import ensure_weights  # noqa: E402
 from realscale.tiling import TilePlan  # noqa: E402
 import torch  # noqa: E402
@@ -214,7 +214,7 @@ def make_path(kind: str, name: str, args: argparse.Namespace
     try:
         alt = Upscaler(name, device="cpu", backend=other, tile=tile,
                        precision="fp32" if other == "torch" else "auto")
-    except Exception:  # onnxruntime missing: the column is left out
+    except DeviceError:  # the other backend is not installed: the column is left out
         return None
     return f"realscale {other} ({alt.precision})", alt.upscale, ""
 
