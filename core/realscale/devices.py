@@ -77,9 +77,10 @@ def cpu_has_bf16() -> bool:
     return False
 
 
-def choose(device: str = "auto", precision: str = "auto") -> Placement:
+def choose(device: str = "auto", precision: str = "auto", *, cpu_bf16: bool = True) -> Placement:
     """Resolve ``auto``: CUDA, then Apple MPS, then the CPU; fp16 on CUDA, bf16 on a CPU with
-    bfloat16 instructions, else fp32."""
+    bfloat16 instructions (unless ``cpu_bf16`` is False: models that bf16 changes visibly,
+    see BF16_ACCURATE in backends/__init__.py), else fp32."""
     import torch
 
     if device not in DEVICES and not device.startswith("cuda:"):
@@ -106,10 +107,8 @@ def choose(device: str = "auto", precision: str = "auto") -> Placement:
     if precision == "auto":
         if torch_device.type == "cuda":
             precision, fallback = "fp16", True
-        elif torch_device.type == "cpu" and cpu_has_bf16():
-            # Twice the fp32 rate on these CPUs; the engine keeps fp32 for the models that
-            # bf16 would change visibly (see BF16_ACCURATE in backends/__init__.py).
-            precision, fallback = "bf16", True
+        elif torch_device.type == "cpu" and cpu_bf16 and cpu_has_bf16():
+            precision, fallback = "bf16", True  # twice the fp32 rate on these CPUs
         else:
             precision = "fp32"
     if precision == "fp16" and torch_device.type == "cpu":
@@ -147,9 +146,6 @@ def available_ram() -> int:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
         return 4 << 30
-
-
-_available_ram = available_ram  # the name install/doctor.py imports
 
 
 _OOM_MARKERS = (

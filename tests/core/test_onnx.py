@@ -64,12 +64,13 @@ def test_pixel_unshuffle_models_match_torch() -> None:
 
 def test_tail_strips_are_exact(monkeypatch) -> None:
     """RRDBNet's tail runs in row strips with a 2-row halo on ONNX Runtime too."""
+    import realscale.architectures.rrdbnet.strips as strip_plan
     import realscale.backends.ort as ort_backend
 
     model = load_model("realesrgan-x4plus-anime")
     x = np.random.default_rng(2).random((1, 30, 20, 3), dtype=np.float32)
     whole = ort_backend.OrtEngine(model, device="cpu").run(x)
-    monkeypatch.setattr(ort_backend, "TAIL_STRIP_BYTES", 1)  # 8-row strips
+    monkeypatch.setattr(strip_plan, "STRIP_BYTES", 1)  # 8-row strips
     strips = ort_backend.OrtEngine(model, device="cpu").run(x)
     assert np.abs(strips - whole).max() < 1e-5
 

@@ -27,7 +27,7 @@ def test_nan_in_half_precision_falls_back_to_fp32(monkeypatch) -> None:
 
     monkeypatch.setattr(model.network, "forward", overflowing_forward)
     # What `auto` gives on CUDA (half precision with the fp32 retry), here on the CPU in bf16.
-    monkeypatch.setattr(devices, "choose", lambda device, precision: devices.Placement(
+    monkeypatch.setattr(devices, "choose", lambda device, precision, **_options: devices.Placement(
         torch.device("cpu"), "bf16", fallback_fp32=True))
     # The whole network in bf16, so that the forward above sees the half-precision input.
     monkeypatch.setattr(engine, "_first_conv_in_fp32", lambda *_args: False)

@@ -8,7 +8,6 @@ Importing this package imports neither torch nor onnxruntime.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import os
 import sys
@@ -100,12 +99,8 @@ def create_engine(
         from .. import devices
         from ..engine import Engine
 
-        placement = devices.choose(device, precision)
-        if (
-            precision == "auto" and placement.device.type == "cpu"
-            and placement.precision == "bf16" and model.architecture not in BF16_ACCURATE
-        ):
-            placement = dataclasses.replace(placement, precision="fp32", fallback_fp32=False)
+        placement = devices.choose(device, precision,
+                                   cpu_bf16=model.architecture in BF16_ACCURATE)
         return Engine(model, placement)
     from .ort import OrtEngine
 

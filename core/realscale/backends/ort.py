@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..architectures.rrdbnet.strips import tail_strips
 from ..descriptor import ModelDescriptor
 from ..devices import available_ram
 from ..errors import DeviceError
@@ -53,12 +54,6 @@ def _parse_device(device: str) -> tuple[str, int]:
         msg = f"device index must be a number, got {device!r}"
         raise DeviceError(msg)
     return name, int(index or 0)
-
-
-TAIL_HALO = 2
-TAIL_STRIP_BYTES = 256 << 20
-"""RRDBNet's tail in row strips, as architectures/rrdbnet/network.py runs it: exact with a
-2-row halo, and a third of the memory at large tiles."""
 
 
 class OrtEngine(TileEngine):
@@ -188,20 +183,13 @@ class OrtEngine(TileEngine):
         return y.transpose(0, 2, 3, 1)
 
     def _run_tail(self, feat: np.ndarray) -> np.ndarray:
-        count, channels, height, width = feat.shape
-        per_row = count * width * 16 * channels * 4 * 3
-        rows = max(8, TAIL_STRIP_BYTES // max(per_row, 1))
-        if height <= rows + 2 * TAIL_HALO:
-            return self._tail.run(None, {"input": feat}, self._run_options)[0]
+        """RRDBNet's tail in the same exact row strips as the torch network runs it."""
         parts = []
-        for top in range(0, height, rows):
-            bottom = min(height, top + rows)
-            start, stop = max(0, top - TAIL_HALO), min(height, bottom + TAIL_HALO)
+        for start, stop, skip, keep in tail_strips(*feat.shape, 4):
             strip = np.ascontiguousarray(feat[:, :, start:stop])
             (out,) = self._tail.run(None, {"input": strip}, self._run_options)
-            skip = (top - start) * 4
-            parts.append(out[:, :, skip : skip + (bottom - top) * 4])
-        return np.concatenate(parts, axis=2)
+            parts.append(out[:, :, skip : skip + keep])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
 
 
 def _file_precision(path: str) -> str:

@@ -24,7 +24,7 @@ def report(out: Callable[[str], None] = print) -> int:
     out(f"Python     {sys.version.split()[0]} at {sys.executable} ({platform.platform()})")
 
     out("\nCompute")
-    from ..devices import _available_ram
+    from ..devices import available_ram
 
     backends = 0
     try:
@@ -41,7 +41,7 @@ def report(out: Callable[[str], None] = print) -> int:
 
         backends += 1
         out(f"  torch      {torch.__version__}")
-        out(f"  CPU        {torch.get_num_threads()} threads, {_gib(_available_ram())} RAM free")
+        out(f"  CPU        {torch.get_num_threads()} threads, {_gib(available_ram())} RAM free")
         if torch.cuda.is_available():
             for index in range(torch.cuda.device_count()):
                 free, total = torch.cuda.mem_get_info(index)
@@ -61,7 +61,7 @@ def report(out: Callable[[str], None] = print) -> int:
     except ImportError:
         out("  torch      not installed: the onnxruntime backend runs the models "
             "(for CUDA/MPS, bf16 and .pth files: pip install 'realscale[torch]')")
-        out(f"  CPU        {_gib(_available_ram())} RAM free")
+        out(f"  CPU        {_gib(available_ram())} RAM free")
     if not backends:
         problems += 1
         out("  PROBLEM: no backend; pip install 'realscale[torch]' or pip install onnxruntime")

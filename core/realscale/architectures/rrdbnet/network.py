@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..cpu_ops import cat_channels, conv_leaky_relu
+from .strips import tail_strips
 
 
 class ResidualDenseBlock(nn.Module):
@@ -80,12 +81,6 @@ class RRDBNet(nn.Module):
         self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
         self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
 
-    # The upsampling tail holds 64-channel tensors at 16 times the input's pixels: nine
-    # tenths of the peak memory. Run in strips of feature rows it costs little, and since its
-    # four convolutions reach under two input rows, a halo of 2 rows makes strips exact.
-    TAIL_HALO = 2
-    TAIL_STRIP_BYTES = 256 << 20
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """In bf16 the engine hands the trunk (conv_first's output, and the residual sums of
         every block) over in fp32: only the convolutions round, not the running sums."""
@@ -95,18 +90,11 @@ class RRDBNet(nn.Module):
         dtype = self.conv_body.weight.dtype
         feat = feat + self.conv_body(self.body(feat).to(dtype)).to(feat.dtype)
         feat = feat.to(dtype)
-        height, width = feat.shape[2], feat.shape[3]
-        per_row = feat.shape[0] * width * 16 * feat.shape[1] * feat.element_size() * 3
-        rows = max(8, self.TAIL_STRIP_BYTES // max(per_row, 1))
-        if height <= rows + 2 * self.TAIL_HALO:
+        strips = list(tail_strips(*feat.shape, feat.element_size()))
+        if len(strips) == 1:
             return self._tail(feat)
-        parts = []
-        for top in range(0, height, rows):
-            bottom = min(height, top + rows)
-            start, stop = max(0, top - self.TAIL_HALO), min(height, bottom + self.TAIL_HALO)
-            out = self._tail(feat[:, :, start:stop])
-            skip = (top - start) * 4
-            parts.append(out[:, :, skip : skip + (bottom - top) * 4])
+        parts = [self._tail(feat[:, :, start:stop])[:, :, skip : skip + keep]
+                 for start, stop, skip, keep in strips]
         return torch.cat(parts, dim=2)
 
     def _tail(self, feat: torch.Tensor) -> torch.Tensor:
