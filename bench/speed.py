@@ -50,7 +50,7 @@ from realscale.tiling import TilePlan  # noqa: E402
 import torch  # noqa: E402
 from tiling import work_ratio  # noqa: E402  (bench/tiling.py)
 
-DATA = HERE.parents[1] / "shared" / "data" / "realesrgan-inputs"
+DATA = HERE.parent / "tests" / "data" / "realesrgan-inputs"
 MODELS = {
     "x4plus": "realesrgan-x4plus",
     "anime": "realesrgan-x4plus-anime",

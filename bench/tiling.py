@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
 from realscale import Upscaler, load_model  # noqa: E402
 from realscale.tiling import TilePlan, spans  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "realesrgan-inputs"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "realesrgan-inputs"
 
 
 def work_ratio(width: int, height: int, plan: TilePlan) -> float:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE.parent / "core"))
 
 from realscale.video import ffmpeg  # noqa: E402
 
-SAMPLE = HERE.parents[1] / "shared" / "data" / "realesrgan-inputs" / "video" / "onepiece_demo.mp4"
+SAMPLE = HERE.parent / "tests" / "data" / "realesrgan-inputs" / "video" / "onepiece_demo.mp4"
 
 
 def make_clip(target: Path, width: int, height: int, frames: int) -> None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build (once) and cache a Debian 13 (trixie) chroot with GIMP 3 for the GIMP host tests
-# (docs: ../shared/HOSTS.md, "GIMP 3"). Prints the chroot's path on stdout; progress goes to
+# Build (once) and cache a Debian 13 (trixie) chroot with GIMP 3 for the GIMP host tests.
+# Prints the chroot's path on stdout; progress goes to
 # stderr. Idempotent: a complete chroot built from the same recipe is reused as it is; a
 # missing, partial or outdated one is rebuilt beside it and swapped in.
 #

@@ -5,19 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+# The real images the tests use travel with the repository (sources and licences in
+# tests/data/SOURCES.md): a clone runs the whole suite with nothing beside it.
+DATA = REPO / "tests" / "data"
 INPUTS = DATA / "realesrgan-inputs"
 
 
 def data_file(*parts: str) -> Path:
-    """A file from ../shared/data, or skip: the folder is absent on users' machines."""
+    """A file from tests/data; a missing one is a broken checkout, never a skip."""
     path = DATA.joinpath(*parts)
-    if not path.is_file():
-        pytest.skip(f"test image {path} is not here (../shared/data is the project's test data)")
+    assert path.is_file(), f"test data {path} is missing (see tests/data/SOURCES.md)"
     return path
 
 

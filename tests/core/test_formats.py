@@ -18,11 +18,8 @@ from PIL import Image, ImageOps
 from realscale.errors import ImageReadError, ImageWriteError
 from realscale.formats import DEFAULT_MAX_PIXELS, DecodedImage, read_image, write_image
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 INPUTS = DATA / "realesrgan-inputs"
-needs_data = pytest.mark.skipif(
-    not INPUTS.is_dir(), reason=f"shared test images not found at {DATA} (see SOURCES.md)"
-)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -135,7 +132,6 @@ def one_line(error: Exception, path: Path) -> str:
 # --- 16-bit PNG ------------------------------------------------------------------------------
 
 
-@needs_data
 def test_16bit_rgba_png_matches_an_independent_decode():
     path = INPUTS / "tree_alpha_16bit.png"
     image = read_image(path)
@@ -154,7 +150,6 @@ def test_16bit_rgba_png_matches_an_independent_decode():
     assert image.icc_profile and image.icc_profile[36:40] == b"acsp"
 
 
-@needs_data
 def test_16bit_rgba_png_round_trip_is_exact_and_carries_icc(tmp_path):
     image = read_image(INPUTS / "tree_alpha_16bit.png")
     again = roundtrip(tmp_path, image, ".png")
@@ -193,7 +188,6 @@ def test_16bit_depth_comes_from_the_container_not_the_values(tmp_path):
     assert read_image(tmp_path / "grey.png").source_mode == "I;16"
 
 
-@needs_data
 def test_16bit_grey_png_matches_pillow_both_ways(tmp_path):
     values = (crop()[:, :, 1].astype(np.uint16) * 257) ^ np.uint16(0x35)
     Image.fromarray(values).save(tmp_path / "grey16.png")  # written by Pillow
@@ -242,7 +236,6 @@ def make_8bit(tmp_path: Path, mode: str, suffix: str = ".png") -> Path:
     return path
 
 
-@needs_data
 @pytest.mark.parametrize("mode", ["1", "L", "LA", "RGB", "RGBA", "P", "PA"])
 def test_8bit_png_modes_round_trip_exactly(tmp_path, mode):
     path = make_8bit(tmp_path, mode)
@@ -266,7 +259,6 @@ def original_palette(path: Path) -> list[int]:
         return image.getpalette()
 
 
-@needs_data
 def test_palette_output_maps_new_colours_to_the_nearest_entry(tmp_path):
     image = read_image(make_8bit(tmp_path, "PA"))
     changed = image.pixels.astype(np.int16)
@@ -286,7 +278,6 @@ def test_palette_output_maps_new_colours_to_the_nearest_entry(tmp_path):
     assert (after[opaque] <= before[opaque]).all()
 
 
-@needs_data
 def test_partly_transparent_palette_into_gif_keeps_one_transparent_index(tmp_path):
     image = read_image(make_8bit(tmp_path, "PA"))
     write_image(tmp_path / "out.gif", image.pixels, like=image)
@@ -297,7 +288,6 @@ def test_partly_transparent_palette_into_gif_keeps_one_transparent_index(tmp_pat
     assert (gif.pixels[~clear][:, 3] == 255).all()
 
 
-@needs_data
 def test_gif_palette_round_trip_and_animation_frame_count(tmp_path):
     frames = [Image.fromarray(crop(box=(x, 50, x + 20, 66))).quantize(16) for x in (0, 40, 80)]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:],
@@ -312,7 +302,6 @@ def test_gif_palette_round_trip_and_animation_frame_count(tmp_path):
     assert again.n_frames == 1
 
 
-@needs_data
 def test_animated_webp_and_apng_give_the_first_frame(tmp_path):
     frames = [Image.fromarray(crop(box=(x, 0, x + 16, 12))) for x in (0, 30)]
     frames[0].save(tmp_path / "a.webp", save_all=True, append_images=frames[1:], lossless=True)
@@ -324,7 +313,6 @@ def test_animated_webp_and_apng_give_the_first_frame(tmp_path):
         np.testing.assert_array_equal(image.pixels[:, :, :3], np.asarray(frames[0]))
 
 
-@needs_data
 @pytest.mark.parametrize("suffix", [".jpg", ".tif"])
 def test_cmyk_is_read_as_rgb_and_written_back_as_cmyk(tmp_path, suffix):
     Image.fromarray(crop()).convert("CMYK").save(tmp_path / f"cmyk{suffix}")
@@ -340,7 +328,6 @@ def test_cmyk_is_read_as_rgb_and_written_back_as_cmyk(tmp_path, suffix):
         np.testing.assert_array_equal(again.pixels, image.pixels)
 
 
-@needs_data
 @pytest.mark.parametrize("mode", ["1", "L", "LA", "RGB", "RGBA", "CMYK", "P"])
 def test_8bit_tiff_round_trips(tmp_path, mode):
     image = read_image(make_8bit(tmp_path, mode, ".tif"))
@@ -350,7 +337,6 @@ def test_8bit_tiff_round_trips(tmp_path, mode):
     assert again.source_mode == ("RGB" if mode == "P" else image.source_mode)
 
 
-@needs_data
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_16bit_tiff_round_trip(tmp_path, channels):
     rgb = crop().astype(np.uint16) * 257 + 3
@@ -368,7 +354,6 @@ def test_16bit_tiff_round_trip(tmp_path, channels):
                                   data)
 
 
-@needs_data
 def test_pillow_16bit_grey_tiff_is_kept_16bit(tmp_path):
     values = crop()[:, :, 0].astype(np.uint16) * 250
     Image.fromarray(values).save(tmp_path / "grey.tif")
@@ -377,7 +362,6 @@ def test_pillow_16bit_grey_tiff_is_kept_16bit(tmp_path):
     np.testing.assert_array_equal(image.pixels[:, :, 0], values)
 
 
-@needs_data
 @pytest.mark.parametrize("channels", [1, 3, 4])
 def test_float_tiff_round_trip(tmp_path, channels):
     rgb = crop().astype(np.float32) / 255.0 + np.float32(1e-4)
@@ -408,7 +392,6 @@ def test_float_tiff_with_nan_or_inf_is_refused(tmp_path, bad):
 # --- converting down -------------------------------------------------------------------------
 
 
-@needs_data
 def test_16bit_into_8bit_formats_converts_with_rounding(tmp_path):
     image = read_image(INPUTS / "tree_alpha_16bit.png")
     expected = ((image.pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
@@ -420,7 +403,6 @@ def test_16bit_into_8bit_formats_converts_with_rounding(tmp_path):
     assert webp.icc_profile == image.icc_profile
 
 
-@needs_data
 def test_jpeg_composites_alpha_over_white(tmp_path):
     image = read_image(INPUTS / "children-alpha.png")
     write_image(tmp_path / "out.jpg", image.pixels, like=image)
@@ -443,7 +425,6 @@ def test_float_pixels_are_clipped_and_written_at_the_deepest_depth(tmp_path):
     assert read_image(tmp_path / "f.jpg").pixels.dtype == np.uint8
 
 
-@needs_data
 def test_format_argument_overrides_the_suffix(tmp_path):
     image = read_image(INPUTS / "00017_gray.png")
     write_image(tmp_path / "out.bin", image.pixels, like=image, format="tiff")
@@ -455,7 +436,6 @@ def test_format_argument_overrides_the_suffix(tmp_path):
 # --- metadata and orientation ----------------------------------------------------------------
 
 
-@needs_data
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".tif"])
 def test_icc_and_exif_are_carried(tmp_path, suffix):
     image = read_image(INPUTS / "wolf_gray.jpg")
@@ -471,7 +451,6 @@ def test_icc_and_exif_are_carried(tmp_path, suffix):
         assert again.dpi == pytest.approx(image.dpi, abs=0.01)
 
 
-@needs_data
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_orientation_is_applied_like_exif_transpose(tmp_path, orientation):
     source = Image.fromarray(crop())  # 48x32: not square
@@ -484,7 +463,6 @@ def test_exif_orientation_is_applied_like_exif_transpose(tmp_path, orientation):
     assert exif[0x0112] == 1 and exif[0x010F] == "realscale-test"
 
 
-@needs_data
 def test_rotated_jpeg_is_upright_and_written_with_orientation_1(tmp_path):
     Image.fromarray(crop()).save(tmp_path / "r.jpg", exif=exif_with_orientation(6))
     image = read_image(tmp_path / "r.jpg")
@@ -530,7 +508,6 @@ def test_text_file_named_png(tmp_path):
     one_line(caught.value, tmp_path / "notes.png")
 
 
-@needs_data
 @pytest.mark.parametrize("name", ["tree_alpha_16bit.png", "children-alpha.png", "0014.jpg"])
 def test_truncated_files(tmp_path, name):
     data = (INPUTS / name).read_bytes()
@@ -573,7 +550,6 @@ def test_decompression_bomb_is_refused_from_the_header(tmp_path, depth):
     assert f"{DEFAULT_MAX_PIXELS:,}" in text
 
 
-@needs_data
 @pytest.mark.parametrize("name", ["0014.jpg", "children-alpha.png", "tree_alpha_16bit.png"])
 def test_max_pixels_limit_applies_to_every_reader(name):
     with pytest.raises(ImageReadError, match="--max-pixels"):
@@ -682,7 +658,6 @@ def test_written_file_has_normal_permissions(tmp_path):
 # --- TIFF details ----------------------------------------------------------------------------
 
 
-@needs_data
 def test_tiff_orientation_is_applied_on_both_tiff_paths(tmp_path):
     rgb = crop()
     Image.fromarray(rgb).save(tmp_path / "eight.tif", exif=exif_with_orientation(6))
@@ -709,7 +684,6 @@ def test_premultiplied_tiff_alpha_is_made_straight(tmp_path):
     np.testing.assert_array_equal(image.pixels[0, 1], [0, 0, 0, 0])
 
 
-@needs_data
 def test_lzw_16bit_grey_tiff_falls_back_to_pillow(tmp_path):
     values = crop()[:, :, 2].astype(np.uint16) * 257 + 1
     Image.fromarray(values).save(tmp_path / "lzw.tif", compression="tiff_lzw")

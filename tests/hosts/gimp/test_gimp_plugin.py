@@ -1,6 +1,6 @@
 """plug-in-realscale-upscale in the real GIMP 3.0.4 (Debian 13 chroot, gimp-console batch).
 
-Real images from ../shared/data, cropped small (2 CPU cores): 8-bit RGBA, 16-bit RGBA with
+Real images from tests/data, cropped small (2 CPU cores): 8-bit RGBA, 16-bit RGBA with
 its own ICC profile, 8-bit grey, grey with a grey ICC profile. Each is upscaled by the
 plug-in through GIMP's PDB and by ``realscale upscale`` with the same model, scale and tile;
 the new layer's stored values and GIMP's PNG export must equal the command's output exactly.
