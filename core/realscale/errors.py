@@ -31,6 +31,15 @@ class ImageWriteError(ImageError):
     """An output file could not be written; nothing was left behind."""
 
 
+class OutputSizeError(RealscaleError):
+    """The requested scale or output size cannot be made (zero, negative, not a number, or
+    both a scale and a target size)."""
+
+
+class OutputTooLargeError(OutputSizeError):
+    """The result would hold more pixels than the limit (the readers' limit, ``--max-pixels``)."""
+
+
 class DownloadError(ModelError):
     """Official weights could not be downloaded or failed their checksum."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import threading
 from collections.abc import Callable
@@ -10,7 +12,8 @@ import numpy as np
 
 from . import backends
 from .descriptor import ModelDescriptor
-from .errors import RealscaleError
+from .errors import OutputSizeError, OutputTooLargeError, RealscaleError
+from .formats.decoded import DEFAULT_MAX_PIXELS
 from .resize import band_halo, resize_float
 from .tiling import TilePlan, process
 
@@ -98,10 +101,27 @@ class Upscaler:
     def output_size(
         self, width: int, height: int, *, scale: float | None = None,
         fit_width: int | None = None, fit_height: int | None = None,
+        max_pixels: int | None = None,
     ) -> tuple[int, int]:
-        """(width, height) of the result for an input of this size."""
+        """(width, height) of the result for an input of this size.
+
+        Raises OutputSizeError for a scale or target size that is not a positive number and
+        OutputTooLargeError when the result would hold more than ``max_pixels`` pixels
+        (default: the readers' limit, DEFAULT_MAX_PIXELS), before anything is allocated."""
         factor = _factor(width, height, self.scale, scale, fit_width, fit_height)
-        return max(1, round(width * factor)), max(1, round(height * factor))
+        limit = _limit(max_pixels)
+        exact_w, exact_h = width * factor, height * factor
+        if not (math.isfinite(exact_w) and math.isfinite(exact_h)):
+            msg = (f"the result would have more than {limit:,} pixels, the limit; choose a "
+                   "smaller scale or size")
+            raise OutputTooLargeError(msg)
+        out_w, out_h = max(1, round(exact_w)), max(1, round(exact_h))
+        if out_w * out_h > limit:
+            msg = (f"the result would be {out_w:,}x{out_h:,} = {out_w * out_h:,} pixels, more "
+                   f"than the limit of {limit:,}; choose a smaller scale or size, or raise "
+                   "the limit (--max-pixels) if there is memory for it")
+            raise OutputTooLargeError(msg)
+        return out_w, out_h
 
     def upscale(
         self,
@@ -112,13 +132,17 @@ class Upscaler:
         height: int | None = None,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        max_pixels: int | None = None,
     ) -> np.ndarray:
         """Upscale an HWC (or HW) image of uint8, uint16 or float32 with 1 to 4 channels
-        (L, LA, RGB, RGBA, straight alpha); the result has the same dtype and channels."""
+        (L, LA, RGB, RGBA, straight alpha); the result has the same dtype and channels.
+
+        The output size is checked first (see ``output_size``): a bad scale or a result
+        larger than ``max_pixels`` is refused before any work or allocation."""
         pixels, squeeze = _check(image)
         in_h, in_w, channels = pixels.shape
         out_w, out_h = self.output_size(
-            in_w, in_h, scale=scale, fit_width=width, fit_height=height
+            in_w, in_h, scale=scale, fit_width=width, fit_height=height, max_pixels=max_pixels
         )
         model_out = self._run_model(pixels, progress, cancel)
         has_alpha = channels in (2, 4)
@@ -200,20 +224,37 @@ def _factor(
 ) -> float:
     if scale is not None and (fit_width is not None or fit_height is not None):
         msg = "give either a scale or a target width/height, not both"
-        raise RealscaleError(msg)
+        raise OutputSizeError(msg)
     if scale is not None:
-        if not (scale > 0 and np.isfinite(scale)):
-            msg = f"scale must be a number greater than 0, got {scale}"
-            raise RealscaleError(msg)
+        if not _is_number(scale) or not (scale > 0 and math.isfinite(scale)):
+            msg = f"scale must be a number greater than 0, got {scale!r}"
+            raise OutputSizeError(msg)
         return float(scale)
     factors = []
     for target, size, label in ((fit_width, width, "width"), (fit_height, height, "height")):
         if target is not None:
-            if target < 1:
-                msg = f"target {label} must be at least 1 pixel, got {target}"
-                raise RealscaleError(msg)
-            factors.append(target / size)
+            if not _is_whole(target) or target < 1:
+                msg = f"target {label} must be a whole number of at least 1 pixel, got {target!r}"
+                raise OutputSizeError(msg)
+            factors.append(int(target) / size)
     return min(factors) if factors else float(model_scale)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _limit(max_pixels: int | None) -> int:
+    if max_pixels is None:
+        return DEFAULT_MAX_PIXELS
+    if not _is_whole(max_pixels) or max_pixels < 1:
+        msg = f"the pixel limit must be a whole number of at least 1, got {max_pixels!r}"
+        raise OutputSizeError(msg)
+    return int(max_pixels)
 
 
 def _check(image: np.ndarray) -> tuple[np.ndarray, bool]:

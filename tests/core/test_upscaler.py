@@ -7,6 +7,8 @@ import pytest
 
 from helpers import rgb_crop
 from realscale import RealscaleError, Upscaler, load_model
+from realscale.errors import OutputSizeError, OutputTooLargeError
+from realscale.formats import DEFAULT_MAX_PIXELS
 
 
 @pytest.fixture(scope="module")
@@ -154,9 +156,42 @@ def test_bad_arrays_are_refused(upscaler: Upscaler, image: np.ndarray, message: 
 
 
 def test_bad_scale_is_refused(upscaler: Upscaler, photo: np.ndarray) -> None:
-    for scale in (0, -1, float("nan")):
-        with pytest.raises(RealscaleError, match="greater than 0"):
+    for scale in (0, -1, float("nan"), float("-inf"), "2", True):
+        with pytest.raises(OutputSizeError, match="greater than 0"):
             upscaler.upscale(photo, scale=scale)
+    for target in (0, -5, 2.5, "100"):
+        with pytest.raises(OutputSizeError, match="whole number of at least 1"):
+            upscaler.upscale(photo, width=target)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "size"),
+    [({"width": 100_000_000}, "100,000,000x100,000,000"),
+     ({"scale": 1e6}, "48,000,000x48,000,000"),
+     ({"height": 10**30}, " pixels, more than the limit"),
+     ({"scale": 1e308}, None)],  # width x scale is not even a finite number
+)
+def test_impossible_output_size_is_refused_before_any_work(
+    upscaler: Upscaler, photo: np.ndarray, kwargs, size
+) -> None:
+    # Without the check numpy fails allocating petabytes (or round() fails on infinity).
+    with pytest.raises(OutputTooLargeError) as caught:
+        upscaler.upscale(photo, **kwargs)
+    message = str(caught.value)
+    assert f"limit of {DEFAULT_MAX_PIXELS:,}" in message or "the limit" in message
+    assert size is None or size in message
+    assert "\n" not in message and isinstance(caught.value, RealscaleError)
+
+
+def test_output_limit_is_the_given_max_pixels(upscaler: Upscaler, photo: np.ndarray) -> None:
+    assert upscaler.output_size(48, 48) == (192, 192)
+    with pytest.raises(OutputTooLargeError, match="192x192 = 36,864 pixels"):
+        upscaler.upscale(photo, max_pixels=192 * 192 - 1)
+    assert upscaler.upscale(photo, max_pixels=192 * 192).shape == (192, 192, 3)
+    # A size within the default limit but above a lower one: the limit decides, not memory.
+    with pytest.raises(OutputTooLargeError):
+        upscaler.output_size(4000, 3000, max_pixels=100_000_000)
+    assert upscaler.output_size(4000, 3000) == (16000, 12000)
 
 
 def test_x4plus_default_model_loads_once_runs_many() -> None:
