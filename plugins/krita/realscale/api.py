@@ -98,11 +98,12 @@ def upscale(document=None, settings: Settings | None = None, parent=None):
 def ask_settings(parent=None) -> Settings | None:
     """Show the dialog with the last settings; return the chosen ones (saved), or None."""
     from .dialog import UpscaleDialog
+    from .qt import run_modal
 
     dialog = UpscaleDialog(stored.load(), models,
                            parent if parent is not None else _window())
     try:
-        if not dialog.exec_():
+        if not run_modal(dialog):
             return None
         chosen = dialog.settings()
     finally:
@@ -183,13 +184,13 @@ def message_for(exc: BaseException) -> str:
 
 def show_message(text: str, parent=None) -> None:
     """A warning box with one readable message."""
-    from PyQt5.QtWidgets import QMessageBox
+    from .qt import QMessageBox, run_modal
 
-    box = QMessageBox(QMessageBox.Warning, TITLE, text, QMessageBox.Ok,
+    box = QMessageBox(QMessageBox.Icon.Warning, TITLE, text, QMessageBox.StandardButton.Ok,
                       parent if parent is not None else _window())
     box.setObjectName(MESSAGE_OBJECT_NAME)
     try:
-        box.exec_()
+        run_modal(box)
     finally:
         box.deleteLater()
 

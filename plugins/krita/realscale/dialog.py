@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import threading
 
-from PyQt5.QtCore import QTimer
-from PyQt5.QtWidgets import (
+from .qt import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
     QLabel,
+    QTimer,
     QVBoxLayout,
 )
-
 from .settings import DEVICES, MAX_SCALE, Settings
 
 DIALOG_OBJECT_NAME = "realscale_dialog"
@@ -86,9 +85,10 @@ class UpscaleDialog(QDialog):
         form.addRow("&Tile size:", self.tile)
         form.addRow("&Device:", self.device)
 
-        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel, parent=self)
+        standard = QDialogButtonBox.StandardButton
+        buttons = QDialogButtonBox(standard.Ok | standard.Cancel, parent=self)
         buttons.setObjectName("buttons")
-        buttons.button(QDialogButtonBox.Ok).setText("&Upscale")
+        buttons.button(standard.Ok).setText("&Upscale")
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
 

@@ -128,7 +128,7 @@ def apply(capture: Capture, data, width: int, height: int, scale_label: str):
     The new layer gets its pixels before it joins the image, so what can fail for want of
     memory fails before the document has changed.
     """
-    from PyQt5.QtCore import QByteArray
+    from .qt import QByteArray
 
     check_result(capture, data, width, height)
     document = capture.document

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 from krita import Extension, Krita
-from PyQt5.QtGui import QKeySequence
 
 from . import api
+from .qt import QKeySequence
 
 ACTIONS = (
     ("realscale_upscale", "Upscale with Real-ESRGAN...", api.action_upscale),

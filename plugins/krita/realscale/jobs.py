@@ -10,10 +10,8 @@ import contextlib
 import threading
 import time
 
-from PyQt5.QtCore import QEventLoop, Qt, QTimer
-from PyQt5.QtWidgets import QApplication, QProgressDialog
-
 from .errors import Cancelled
+from .qt import QApplication, QEventLoop, QProgressDialog, Qt, QTimer, run_modal
 
 POLL_MS = 50
 CANCEL_GRACE_S = 15.0
@@ -51,7 +49,7 @@ def run_with_progress(client, call, parent=None, title: str = "Real-ESRGAN"):
     dialog = QProgressDialog("Starting the Real-ESRGAN worker...", "Cancel", 0, 0, parent)
     dialog.setObjectName(PROGRESS_OBJECT_NAME)
     dialog.setWindowTitle(title)
-    dialog.setWindowModality(Qt.WindowModal)
+    dialog.setWindowModality(Qt.WindowModality.WindowModal)
     dialog.setMinimumDuration(0)
     dialog.setAutoClose(False)
     dialog.setAutoReset(False)
@@ -91,7 +89,7 @@ def run_with_progress(client, call, parent=None, title: str = "Real-ESRGAN"):
     timer.start()
     try:
         if job.is_alive():
-            loop.exec_()
+            run_modal(loop)
         if job.is_alive():  # the loop was left early (Krita is quitting): stop the worker
             job.cancel_requested.set()
             _end_worker(client)
