@@ -1,15 +1,27 @@
-"""Run the real Krita (Debian's 5.1.5) under Xvfb with the realscale plug-in and a test driver.
+"""Run the real Krita under Xvfb with the realscale plug-in and a test driver.
+
+Four Krita releases, each from Debian's packages: 5.1.5 installed on this machine (Debian 12,
+``scripts/krita-deps.sh``), and 5.2.9, 5.3.4 and 6.0.4 (Qt 6, PyQt6) in the cached Debian
+chroots of ``scripts/host-chroot.sh`` (trixie, sid, experimental). Krita in a chroot runs in a
+private mount namespace (``unshare --mount``) holding its /proc, a tmpfs /dev/shm and
+bind mounts of this checkout, the worker's Python and the test's temporary folder, each at the
+same path as outside: every path means the same inside and out, the plug-in starts the worker
+from the config exactly as it does for a user, and the mounts vanish with the last process of
+the run (a killed run leaves none behind, and nothing outside ever sees them).
 
 Each run gets its own profile (XDG folders, HOME, TMPDIR), copied from one warmed profile so
 Krita starts in about 2 s instead of 12. The realscale plug-in goes in from the zip that
-``realscale package krita`` builds, through Krita's own importer code
-(``plugin_importer.py`` from Krita's installation), and is enabled the way the importer's
+``realscale package krita`` builds, through that Krita's own importer code
+(``plugin_importer.py`` from its installation), and is enabled the way the importer's
 "Enable plugins now?" answer does it. The test driver (a second, test-only pykrita plug-in in
-``driver/``) runs one scenario from ``krita_scenarios.py`` and writes ``result.json``.
+``driver/``) runs one scenario from ``krita_scenarios.py`` and writes ``result.json``; the
+X server is this machine's Xvfb, which Krita in a chroot reaches through its abstract socket
+(the chroot shares the network namespace).
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import importlib.util
 import json
@@ -32,21 +44,171 @@ DRIVER = HERE / "driver"
 DRIVER_NAME = "realscale_testdriver"
 SCENARIOS = HERE / "krita_scenarios.py"
 PLUGINS = REPO / "plugins"
-KRITA_IMPORTER = Path("/usr/share/krita/pykrita/plugin_importer/plugin_importer.py")
+KRITA_IMPORTER = "usr/share/krita/pykrita/plugin_importer/plugin_importer.py"
+"""Krita's own plug-in importer, relative to the root Krita is installed under."""
 SCREEN = ("-screen", "0", "1280x1024x24")
 DEPS_HINT = "install them with `bash scripts/krita-deps.sh` (Debian 12: krita, xvfb...)"
+CHROOT_SCRIPT = REPO / "scripts" / "host-chroot.sh"
+CANNOT_BUILD = 77
+"""host-chroot.sh's exit status when this machine cannot build a chroot."""
+REQUIRE_ENV = "REALSCALE_REQUIRE_KRITA"
+"""``1`` (CI): a Krita that cannot be set up fails the tests instead of skipping them."""
+
+
+@dataclass(frozen=True)
+class Host:
+    """One Krita release the tests run in."""
+
+    #: The test id: "krita5.1".
+    key: str
+    #: The release series ``Krita.version()`` starts with.
+    series: str
+    qt_major: int
+    #: The host-chroot.sh name, or None for the Krita installed on this machine.
+    chroot: str | None
+    origin: str
+
+
+HOSTS = (
+    Host("krita5.1", "5.1", 5, None, "Debian 12 (bookworm), installed on this machine"),
+    Host("krita5.2", "5.2", 5, "trixie", "Debian 13 (trixie) chroot"),
+    Host("krita5.3", "5.3", 5, "sid", "Debian sid chroot"),
+    Host("krita6.0", "6.0", 6, "experimental", "Debian sid chroot with experimental's Krita 6"),
+)
+
+
+@dataclass(frozen=True)
+class Installation:
+    """A Krita ready to run: installed under ``root`` ("/" for this machine)."""
+
+    host: Host
+    root: Path
+    #: Folders of this machine that a chroot's Krita sees at the same paths: (path, writable).
+    shared: tuple[tuple[Path, bool], ...] = ()
+
+    @property
+    def importer(self) -> Path:
+        return self.root / KRITA_IMPORTER
+
+    def start(self, argv: list[str], env: dict[str, str], cwd: Path, log) -> subprocess.Popen:
+        """Start ``argv`` (a program of this Krita) with ``env`` in ``cwd``, in a session of
+        its own (for killing the whole run), output to ``log``."""
+        if self.host.chroot is None:
+            command, outer_env = argv, env
+        else:
+            command = self.command(argv, env, cwd)
+            outer_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, env=outer_env, cwd=str(cwd),
+                                start_new_session=True)
+
+    def command(self, argv: list[str], env: dict[str, str], cwd: Path) -> list[str]:
+        """The command line that runs ``argv`` in the chroot with exactly ``env``, in
+        ``cwd``, with the shared folders mounted (in a private mount namespace)."""
+        mounts = []
+        for path, writable in self.shared:
+            mounts += ["rw" if writable else "ro", str(path)]
+        variables = [f"{key}={value}" for key, value in env.items()]
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", _CHROOT_RUN,
+                "realscale-krita-chroot", str(self.root), *mounts, "--",
+                "/usr/bin/env", "-i", "-C", str(cwd), *variables, *argv]
+
+
+_CHROOT_RUN = r"""
+set -eu
+root=$1
+shift
+mount -t proc proc "$root/proc"
+mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
+mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
+while [ "$1" != "--" ]; do
+    mkdir -p "$root$2"
+    mount --bind "$2" "$root$2"
+    if [ "$1" = ro ]; then mount -o remount,bind,ro "$root$2"; fi
+    shift 2
+done
+shift
+exec chroot "$root" "$@"
+"""
+"""Runs inside ``unshare --mount``: ROOT, then (ro|rw PATH)..., --, the command. The mounts
+live only in this private namespace; the chroot's /tmp is a tmpfs there, so the mount points of
+folders under /tmp are made in memory, not in the cached chroot."""
+
+
+def unavailable(message: str) -> None:
+    """Skip with ``message``, or fail in CI (a host that cannot be set up is a failure)."""
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{message} (and {REQUIRE_ENV}=1 asks for every Krita to be tested)")
+    pytest.skip(message)
 
 
 def require_krita() -> None:
-    """Skip unless Krita, Xvfb and Krita's plug-in importer are installed."""
+    """Skip unless Krita, Xvfb and Krita's plug-in importer are installed on this machine."""
     missing = [name for name in ("krita", "Xvfb") if shutil.which(name) is None]
-    if not KRITA_IMPORTER.is_file():
-        missing.append(str(KRITA_IMPORTER))
+    if not (Path("/") / KRITA_IMPORTER).is_file():
+        missing.append("/" + KRITA_IMPORTER)
     if missing:
-        message = f"the real-Krita tests need {', '.join(missing)}: {DEPS_HINT}"
-        if os.environ.get("REALSCALE_REQUIRE_KRITA") == "1":
-            pytest.fail(message)  # CI: a host that cannot be set up is a failure
-        pytest.skip(message)
+        unavailable(f"the real-Krita tests need {', '.join(missing)}: {DEPS_HINT}")
+
+
+def set_up(host: Host, shared: list[Path]) -> Installation:
+    """The installation of ``host``: this machine's Krita, or its chroot (built and cached by
+    scripts/host-chroot.sh on first use; parallel runs wait for one build). ``shared``: the
+    test's own folders, writable inside a chroot. Skips (fails under
+    REALSCALE_REQUIRE_KRITA=1) when the host cannot be set up here."""
+    if host.chroot is None:
+        require_krita()
+        return Installation(host, Path("/"))
+    missing = [name for name in ("Xvfb", "unshare") if shutil.which(name) is None]
+    if missing:
+        unavailable(f"Krita {host.series} in its chroot needs {', '.join(missing)} on this "
+                    f"machine: {DEPS_HINT}")
+    started = time.monotonic()
+    try:
+        done = subprocess.run(["bash", str(CHROOT_SCRIPT), host.chroot], capture_output=True,
+                              text=True, timeout=3600, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"scripts/host-chroot.sh {host.chroot} took more than an hour")
+    if done.returncode == CANNOT_BUILD:
+        reason = [line for line in done.stderr.splitlines() if "cannot build" in line]
+        unavailable(f"Krita {host.series} needs the {host.chroot} chroot: "
+                    f"{reason[-1] if reason else done.stderr.strip()[-500:]}")
+    if done.returncode != 0:
+        pytest.fail(f"scripts/host-chroot.sh {host.chroot} failed with exit code "
+                    f"{done.returncode}:\n{done.stderr[-3000:]}")
+    root = Path(done.stdout.strip().splitlines()[-1])
+    if time.monotonic() - started > 5:
+        print(f"built the {host.chroot} chroot at {root} in "
+              f"{time.monotonic() - started:.0f} s", file=sys.stderr)
+    return Installation(host, root, shared_folders(shared))
+
+
+def shared_folders(writable: list[Path]) -> tuple[tuple[Path, bool], ...]:
+    """What a chroot's Krita must see: this checkout (the worker's PYTHONPATH, the scenarios,
+    the test images), the worker's Python (its environment and the Python that environment was
+    made from), read-only; and ``writable``. A folder inside another one is not mounted again.
+    """
+    python = Path(worker_python())
+    wanted = [(REPO, False), (Path(sys.prefix), False), (Path(sys.base_prefix), False),
+              (python.parent.parent, False), (python.resolve().parent.parent, False)]
+    wanted += [(Path(path), True) for path in writable]
+    chosen: list[tuple[Path, bool]] = []
+    for path, rw in sorted(((p.resolve(), rw) for p, rw in wanted),
+                           key=lambda item: len(item[0].parts)):
+        if any(path == other or other in path.parents for other, _ in chosen):
+            continue
+        if path == Path("/") or (path.parts[1] in SYSTEM_FOLDERS
+                                 and path.parts[:3] != ("/", "usr", "local")):
+            pytest.fail(f"the worker's Python lives in {path}, a system folder that cannot be "
+                        "shared with a chroot: run the tests from a Python installed elsewhere "
+                        "(a pyenv, uv or /usr/local Python and its venv), or set "
+                        "REALSCALE_KRITA_WORKER_PYTHON to one")
+        chosen.append((path, rw))
+    return tuple(chosen)
+
+
+SYSTEM_FOLDERS = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "var",
+                  "proc", "sys", "dev", "run", "boot"}
 
 
 def worker_python() -> str:
@@ -68,9 +230,10 @@ def core_env() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Profile:
-    """One Krita user: every per-user folder lives under ``root``."""
+    """One Krita user of one installation: every per-user folder lives under ``root``."""
 
     root: Path
+    installation: Installation
 
     @property
     def config(self) -> Path:
@@ -90,9 +253,23 @@ class Profile:
         return self.config / "kritarc"
 
     def env(self) -> dict[str, str]:
+        """This machine's environment for this user (what a command run outside sees)."""
         env = {key: value for key, value in os.environ.items()
                if not key.startswith(("PYTHON", "QT_", "XDG_", "REALSCALE_"))}
-        env.update({
+        env.update(self.user_env())
+        return env
+
+    def krita_env(self) -> dict[str, str]:
+        """The environment Krita starts with: this machine's inherited one, or a clean one in
+        a chroot."""
+        if self.installation.host.chroot is None:
+            return self.env()
+        env = {"PATH": "/usr/bin:/bin", "QT_QPA_PLATFORM": "xcb"}
+        env.update(self.user_env())
+        return env
+
+    def user_env(self) -> dict[str, str]:
+        return {
             "HOME": str(self.root / "home"),
             "XDG_CONFIG_HOME": str(self.config),
             "XDG_DATA_HOME": str(self.data),
@@ -101,13 +278,12 @@ class Profile:
             "TMPDIR": str(self.root / "tmp"),
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
-        })
-        return env
+        }
 
 
-def new_profile(root: Path) -> Profile:
+def new_profile(root: Path, installation: Installation) -> Profile:
     """A fresh profile with the test driver installed and enabled (nothing else)."""
-    profile = Profile(root)
+    profile = Profile(root, installation)
     for sub in ("home", "config", "data/krita/pykrita", "cache", "runtime", "tmp"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     (root / "runtime").chmod(0o700)
@@ -127,7 +303,7 @@ def clone_profile(warm: Profile, root: Path) -> Profile:
                     ignore=shutil.ignore_patterns("runtime", "tmp"))
     (root / "runtime").mkdir(mode=0o700)
     (root / "tmp").mkdir()
-    return Profile(root)
+    return Profile(root, warm.installation)
 
 
 def set_ini(path: Path, section: str, key: str, value: str) -> None:
@@ -174,20 +350,32 @@ def cli_install(profile: Profile) -> subprocess.CompletedProcess:
                           check=False)
 
 
-def krita_importer():
-    """Krita's own plug-in importer module (standard library only), from Krita's install."""
-    spec = importlib.util.spec_from_file_location("krita_plugin_importer", KRITA_IMPORTER)
+def krita_importer(installation: Installation):
+    """Krita's own plug-in importer module (standard library only), from that Krita's
+    installation."""
+    spec = importlib.util.spec_from_file_location(
+        f"krita_plugin_importer_{installation.host.key.replace('.', '_')}",
+        installation.importer)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.i18n = str  # Krita provides i18n() as a builtin; the importer uses it for errors
+    # Krita provides i18n() as a builtin; the importer uses it for errors (and from 5.3 on
+    # imports it from builtins).
+    added = not hasattr(builtins, "i18n")
+    if added:
+        builtins.i18n = str
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        if added:
+            del builtins.i18n
+    module.i18n = str
     return module
 
 
 def import_zip(archive: Path, profile: Profile) -> list[dict]:
     """What Tools > Scripts > Import Python Plugin from File... does with ``archive``, then
     the "Enable plugins now?" answer Yes (``enable_NAME=true`` in kritarc)."""
-    importer = krita_importer()
+    importer = krita_importer(profile.installation)
     imported = importer.PluginImporter(str(archive), str(profile.resources),
                                        lambda plugin: True).import_all()
     for plugin in imported:
@@ -233,17 +421,15 @@ def run_scenario(profile: Profile, scenario: str, out: Path, *, params: dict | N
             "out": str(out), "timeout": timeout - 15}
     spec_path = out / "scenario.json"
     spec_path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
-    run_env = profile.env()
+    run_env = profile.krita_env()
     run_env["REALSCALE_KRITA_SCENARIO"] = str(spec_path)
     run_env.update(env or {})
     log_path = out / "krita.log"
+    home = profile.root / "home"
     started = time.monotonic()
     with open(log_path, "wb") as log, virtual_display(log) as display:
         run_env["DISPLAY"] = display
-        process = subprocess.Popen(
-            ["krita", "--nosplash"], stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT, env=run_env, cwd=str(profile.root / "home"),
-            start_new_session=True)
+        process = profile.installation.start(["krita", "--nosplash"], run_env, home, log)
         try:
             returncode: int | None = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

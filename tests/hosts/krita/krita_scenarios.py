@@ -1,4 +1,5 @@
-"""Scenarios the test driver runs inside the real Krita (Krita's own Python 3, PyQt5).
+"""Scenarios the test driver runs inside the real Krita (Krita's own Python 3, with PyQt5 in
+Krita 5 and PyQt6 in Krita 6).
 
 Each scenario is a generator taking the driver's Context: a ``yield N`` hands the event loop
 N milliseconds. Actions are triggered as the menu triggers them (``QAction.trigger``) or by
@@ -6,22 +7,35 @@ their keyboard shortcut; the robot fills in the plug-in's dialog and answers its
 boxes and progress dialog. Everything the pytest side checks goes into ``ctx.record``.
 """
 
+import importlib.util
 import os
 import signal
+import sys
 import time
 
-from PyQt5.QtCore import Qt
-from PyQt5.QtTest import QTest
-from PyQt5.QtWidgets import QApplication, QDialogButtonBox, QMessageBox, QPushButton
+from realscale_testdriver.qt import (
+    QT_MAJOR,
+    QT_VERSION,
+    QApplication,
+    QDialogButtonBox,
+    QMessageBox,
+    QPushButton,
+    Qt,
+    QTest,
+)
 
 UPSCALE = "realscale_upscale"
 AGAIN = "realscale_upscale_again"
+#: Ctrl+Alt+Shift (the modifiers of Upscale Again's default shortcut, Ctrl+Alt+Shift+U).
+UPSCALE_AGAIN_KEYS = (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier
+                      | Qt.KeyboardModifier.ShiftModifier)
 
 
 def noop(ctx):
     """Warm a fresh profile: start, note where things are, quit."""
     ctx.record("app_data", ctx.app.getAppDataLocation())
     ctx.record("version", ctx.app.version())
+    ctx.record("qt", QT_VERSION)
     yield 10
 
 
@@ -34,7 +48,7 @@ def watch_messages(ctx):
 
     def answer(box):
         messages.append(box.text())
-        box.button(QMessageBox.Ok).click()
+        box.button(QMessageBox.StandardButton.Ok).click()
 
     ctx.robot.on("realscale_message", answer)
     ctx.record("messages", messages)
@@ -67,7 +81,7 @@ def answer_dialog(ctx, key, values=None):
         ctx.record(key, dialog_values(dialog))
         buttons = dialog.findChild(QDialogButtonBox, "buttons")
         if values is None:
-            buttons.button(QDialogButtonBox.Cancel).click()
+            buttons.button(QDialogButtonBox.StandardButton.Cancel).click()
             return
         for name in ("model", "target", "tile", "device"):
             combo = getattr(dialog, name)
@@ -76,7 +90,7 @@ def answer_dialog(ctx, key, values=None):
                 raise AssertionError(f"the dialog offers no {name} {values[name]!r}")
             combo.setCurrentIndex(index)
         dialog.scale.setValue(values["scale"])
-        buttons.button(QDialogButtonBox.Ok).click()
+        buttons.button(QDialogButtonBox.StandardButton.Ok).click()
 
     ctx.robot.on("realscale_dialog", handler)
     return state
@@ -152,6 +166,35 @@ def menu_actions(window):
     return found
 
 
+def bindings():
+    """Which PyQt the plug-in chose, which ones this Krita has loaded, and what the Krita
+    makes of an import of the other one (5.3 and later refuse it; 5.1 and 5.2 have no guard,
+    and importing the other there would load a second Qt, so it is not tried)."""
+    import pykrita
+
+    from realscale import qt as plugin_qt
+
+    wrong = "PyQt5" if QT_MAJOR >= 6 else "PyQt6"
+    found = {
+        "plugin": plugin_qt.BINDING,
+        "plugin_qt": plugin_qt.QT_VERSION,
+        "qt": QT_VERSION,
+        "loaded": sorted({name.partition(".")[0] for name in sys.modules
+                          if name.partition(".")[0] in ("PyQt5", "PyQt6")}),
+        "other": wrong,
+        # find_spec only looks for the package: it neither imports nor loads Qt.
+        "other_installed": importlib.util.find_spec(wrong) is not None,
+        "refused": None,
+    }
+    if hasattr(pykrita, "qt_major_version"):
+        try:
+            __import__(wrong + ".QtCore")
+            found["refused"] = "imported"
+        except ImportError as exc:
+            found["refused"] = str(exc)
+    return found
+
+
 def press(window, key, modifiers):
     """A real key press on the main window (shortcuts go through Qt's shortcut map)."""
     qwindow = window.qwindow()
@@ -207,7 +250,7 @@ def upscale_matches_cli(ctx):
     document = ctx.open(p["rgba16"])
     yield 300
     ctx.record("rgba16_before", describe(ctx, document))
-    press(window, Qt.Key_U, Qt.ControlModifier | Qt.AltModifier | Qt.ShiftModifier)
+    press(window, Qt.Key.Key_U, UPSCALE_AGAIN_KEYS)
     yield 100
     finished(ctx, document, "rgba16", "Background (Real-ESRGAN x4)")
 
@@ -247,6 +290,7 @@ def upscale_matches_cli(ctx):
     ctx.record("dialog_cancel_unchanged", ctx.snapshot(document) == before)
     ctx.record("message_count", len(messages))
     ctx.record("menus_end", menu_actions(window))
+    ctx.record("bindings", bindings())
     yield 50
 
 
@@ -349,7 +393,8 @@ def installed_by_cli(ctx):
     settings.save(settings.Settings(p["model"], 4.0, "layer", p["tile"], "cpu"))
     document = ctx.open(p["rgba8"])
     yield 300
-    press(window, Qt.Key_U, Qt.ControlModifier | Qt.AltModifier | Qt.ShiftModifier)
+    press(window, Qt.Key.Key_U, UPSCALE_AGAIN_KEYS)
     yield 100
     finished(ctx, document, "rgba8", "Background (Real-ESRGAN x4)")
     ctx.record("message_count", len(messages))
+    ctx.record("bindings", bindings())

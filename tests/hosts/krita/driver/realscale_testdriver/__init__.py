@@ -18,8 +18,8 @@ import time
 import traceback
 
 from krita import Extension, InfoObject, Krita
-from PyQt5.QtCore import QTimer
-from PyQt5.QtWidgets import QApplication, QDialog
+
+from .qt import QApplication, QDialog, QTimer
 
 SCENARIO_ENV = "REALSCALE_KRITA_SCENARIO"
 EXIT_SCENARIO_FAILED = 3
