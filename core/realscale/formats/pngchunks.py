@@ -12,6 +12,8 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .bounded import METADATA_LIMIT, inflate
+
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HEADER_BYTES = len(SIGNATURE) + 8 + 13 + 4  # signature, IHDR length+type, payload, CRC
 
@@ -101,12 +103,13 @@ def header_chunk(width: int, height: int, bit_depth: int, colour_type: int) -> b
 
 
 def parse_iccp(payload: bytes) -> bytes | None:
-    """The ICC profile in an iCCP chunk, or None if it cannot be unpacked."""
+    """The ICC profile in an iCCP chunk, or None if it cannot be unpacked; bounded.TooLarge
+    if it unpacks to more than METADATA_LIMIT (no real profile does; a bomb would)."""
     name_end = payload.find(b"\x00")
     if name_end < 0 or name_end + 2 > len(payload) or payload[name_end + 1] != 0:
         return None
     try:
-        return zlib.decompress(payload[name_end + 2 :])
+        return inflate(payload[name_end + 2 :], METADATA_LIMIT, "its ICC profile")
     except zlib.error:
         return None
 

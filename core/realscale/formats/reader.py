@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import ImageReadError
 from . import png16, tiff
+from .bounded import METADATA_LIMIT, TooLarge
 from .decoded import DEFAULT_MAX_PIXELS, DecodedImage
 from .metadata import apply_orientation, orientation_of, reset_orientation, with_prefix
 from .palette import palette_from_pillow
@@ -91,6 +92,13 @@ def _too_large(name: str, size: str, max_pixels: int) -> str:
     )
 
 
+def _too_much_unpacked(name: str, exc: TooLarge) -> ImageReadError:
+    return ImageReadError(
+        f"Cannot read {name}: {exc}, so it is a decompression bomb or damaged; re-export it "
+        "from the program that made it."
+    )
+
+
 def _damaged(name: str, reason: str) -> ImageReadError:
     return ImageReadError(f"Cannot read {name}: {reason}; re-export or re-download the file.")
 
@@ -106,6 +114,8 @@ def _read_png(name: str, head: bytes, max_pixels: int) -> DecodedImage:
     try:
         with open(name, "rb") as handle:
             decoded = png16.decode(handle.read())
+    except TooLarge as exc:
+        raise _too_much_unpacked(name, exc) from None
     except PngDamaged as exc:
         raise _damaged(name, str(exc)) from None
     except (OSError, MemoryError) as exc:
@@ -151,6 +161,8 @@ def _read_deep_tiff(name: str, probe: tiff.TiffProbe, max_pixels: int) -> Decode
             f"Cannot read {name}: {exc}; install it (pip install imagecodecs) or save the "
             "file with Deflate or no compression."
         ) from None
+    except TooLarge as exc:
+        raise _too_much_unpacked(name, exc) from None
     except tiff.TiffUnsupported as exc:
         raise ImageReadError(
             f"Cannot read {name}: {exc}; save it as 8-bit, 16-bit or float RGB/grey TIFF "
@@ -216,9 +228,19 @@ def _read_with_pillow(name: str, max_pixels: int) -> DecodedImage:
         raise ImageReadError(f"Cannot read {name}: not enough memory to decode it.") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, zlib.error) as exc:
         text = _short(exc)
+        if isinstance(exc, ValueError) and _pillow_text_limit(text):
+            # Pillow's own ceiling on PNG metadata (iCCP, zTXt, iTXt), the one png16 shares.
+            limit = TooLarge(f"a metadata chunk (ICC profile or text) unpacks to more than "
+                             f"{METADATA_LIMIT:,} bytes")
+            raise _too_much_unpacked(name, limit) from None
         if "truncated" in text or isinstance(exc, EOFError):
             raise _damaged(name, "the file is truncated") from None
         raise _damaged(name, f"the image data could not be decoded ({text})") from None
+
+
+def _pillow_text_limit(text: str) -> bool:
+    lowered = text.lower()
+    return "decompressed data too large" in lowered or "max_text_memory" in lowered
 
 
 def _from_pillow(name: str, image: Image.Image) -> DecodedImage:

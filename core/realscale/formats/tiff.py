@@ -15,11 +15,16 @@ from typing import BinaryIO
 import numpy as np
 import tifffile
 
+from .bounded import check_unpacked_size
 from .convert import unpremultiply
 from .modes import DEPTH_16, DEPTH_FLOAT, mode_name
 
 _MINISWHITE, _MINISBLACK, _RGB, _SEPARATED = 0, 1, 2, 5
 _ASSOCIATED_ALPHA = 1
+_MAX_SAMPLES = 8  # RGBA plus a few extra channels; more is not an image this program upscales
+# Compressions tifffile can decode without imagecodecs, by the stream kind they use. tifffile
+# inflates such a segment whole before cutting it to size, so its size is checked first.
+_STREAMS = {8: "zlib", 32946: "zlib", 50013: "zlib", 34925: "lzma"}
 
 
 class TiffUnsupported(ValueError):
@@ -73,6 +78,8 @@ def read_deep(path: str) -> DeepTiff:
         if photometric not in (_MINISWHITE, _MINISBLACK, _RGB):
             what = "CMYK" if photometric == _SEPARATED else f"photometric {photometric}"
             raise TiffUnsupported(f"it holds deep {what} samples")
+        _check_layout(page)
+        _check_segments(tif, page)
         try:
             pixels = page.asarray()
         except (KeyError, ValueError, ImportError) as exc:
@@ -109,6 +116,38 @@ def read_deep(path: str) -> DeepTiff:
         int(orientation) if orientation else 1,
         frames,
     )
+
+
+def _check_layout(page: tifffile.TiffPage) -> None:
+    """The array tifffile allocates has depth x height x width x samples entries; the size
+    limit covers height x width only, so the other two must stay small."""
+    if int(page.samplesperpixel) > _MAX_SAMPLES:
+        raise TiffUnsupported(f"it holds {page.samplesperpixel} samples per pixel")
+    if int(getattr(page, "imagedepth", 1) or 1) > 1:
+        raise TiffUnsupported("it holds a volume (image depth above 1), not an image")
+
+
+def _check_segments(tif: tifffile.TiffFile, page: tifffile.TiffPage) -> None:
+    """Raise bounded.TooLarge if a compressed strip or tile unpacks to more bytes than a
+    whole one holds: a decompression bomb must not be inflated in one piece."""
+    stream = _STREAMS.get(int(page.compression))
+    if stream is None:
+        return
+    samples = int(page.samplesperpixel) if int(page.planarconfig) == 1 else 1
+    sample_bytes = (int(page.bitspersample) + 7) // 8
+    if page.is_tiled:
+        area = int(page.tilewidth) * int(page.tilelength) * int(page.tiledepth or 1)
+        what = "a compressed tile"
+    else:
+        area = int(page.imagewidth) * min(int(page.rowsperstrip), int(page.imagelength))
+        what = "a compressed strip"
+    limit = area * samples * sample_bytes
+    handle = tif.filehandle
+    for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False):
+        if not count:
+            continue
+        handle.seek(offset)
+        check_unpacked_size(handle.read(count), limit, what, stream)
 
 
 def _sample_kind(page: tifffile.TiffPage) -> str:
