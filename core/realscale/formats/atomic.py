@@ -3,12 +3,20 @@
 The image goes to a hidden temporary file in the destination folder (same file system, so
 the final rename is atomic), is flushed and fsynced, and only then replaces the destination.
 On any failure the temporary file is removed and an ImageWriteError explains what to do.
+
+Encoders only see the file through ``_CheckedOutput``, which has no descriptor to give
+away: Pillow's C encoders write straight to a descriptor when they get one and ignore a
+short write (a full disk, ``ulimit -f``), which would leave a cut-off image that looks
+complete. Every byte goes through Python's file object instead, which retries short writes
+and raises on errors, and the file's size is checked against what was written before the
+rename.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import secrets
 from collections.abc import Callable
@@ -43,9 +51,16 @@ def write_atomically(path: str, encode: Callable[[BinaryIO], None], what: str) -
         raise ImageWriteError(_os_message(path, folder, exc)) from exc
     try:
         with handle:
-            encode(handle)
+            output = _CheckedOutput(handle)
+            encode(output)
             handle.flush()
             os.fsync(handle.fileno())
+            size = os.fstat(handle.fileno()).st_size
+            if size != output.end:
+                raise ImageWriteError(
+                    f"Cannot write {path}: only {size:,} of {output.end:,} bytes reached the "
+                    "disk; check the free space and file size limit, then try again."
+                )
         os.replace(temporary, target)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -63,6 +78,53 @@ def write_atomically(path: str, encode: Callable[[BinaryIO], None], what: str) -
     _sync_folder(folder)
 
 
+class _CheckedOutput(io.RawIOBase):
+    """The temporary file as an encoder sees it: writes, seeks and reads through Python's
+    file object, no ``fileno``, and the end of what was written, to check the size."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        super().__init__()
+        self._handle = handle
+        self._position = handle.tell()
+        self.end = self._position
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("written through Python so that short writes fail")
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        written = self._handle.write(data)
+        if written != len(memoryview(data).cast("B")):
+            raise OSError(errno.EIO, "the file took fewer bytes than were written")
+        self._position += written
+        self.end = max(self.end, self._position)
+        return written
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._position = self._handle.seek(offset, whence)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def close(self) -> None:
+        # The encoder is done with it; the real file is closed (and checked) by the caller.
+        if not self._handle.closed:
+            self._handle.flush()
+        super().close()
+
+
 def _os_message(path: str, folder: str, exc: OSError) -> str:
     code = exc.errno
     if code in (errno.EACCES, errno.EPERM):
@@ -74,6 +136,11 @@ def _os_message(path: str, folder: str, exc: OSError) -> str:
         return f"Cannot write {path}: {folder} is on a read-only disk; choose another folder."
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return f"Cannot write {path}: the disk is full; free some space or choose another disk."
+    if code == errno.EFBIG:
+        return (
+            f"Cannot write {path}: the file is larger than the file size limit (ulimit -f) "
+            "or the file system allows; raise the limit or choose another disk."
+        )
     reason = exc.strerror or str(exc)
     return f"Cannot write {path}: {reason}; check the output folder and try again."
 
