@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import logging
 import os
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from . import __version__
@@ -27,6 +29,19 @@ COMMAND_MODULES = (
 )
 
 
+# Signals that stop `realscale upscale` cleanly (SIGINT arrives as KeyboardInterrupt).
+STOP_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+class Stopped(BaseException):
+    """A stop signal arrived: unwinds like KeyboardInterrupt (never caught as an ordinary
+    error), so the temporary file being written is removed on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -34,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_FAILED
+    if hasattr(signal, "SIGXFSZ") and _in_main_thread():
+        # Past the file size limit (ulimit -f) a write must fail with EFBIG, which the
+        # writers report, instead of the signal killing the process mid-file.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         return int(args.handler(args))
     except RealscaleError as exc:
@@ -41,7 +60,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("realscale: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
+    except Stopped as exc:
+        print(f"realscale: stopped by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        return 128 + exc.signum
+
+
+def _in_main_thread() -> bool:
+    """Signal handlers can only be set from the main thread (main() may run in another)."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise Stopped in the main thread, once: the work in progress
+    unwinds and leaves no temporary file; later signals are ignored while it does."""
+    kinds = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+    if not _in_main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        for kind in kinds:
+            signal.signal(kind, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    previous = {kind: signal.signal(kind, stop) for kind in kinds}
+    try:
+        yield
+    finally:
+        for kind, handler in previous.items():
+            signal.signal(kind, handler)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,8 +117,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="auto (torch if installed, else onnxruntime), torch or onnxruntime")
     up.add_argument("-f", "--format", choices=sorted(FORMAT_SUFFIX), help="output format")
     up.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (1-100)")
-    up.add_argument("--max-pixels", type=int, default=None,
-                    help="refuse inputs with more pixels than this (decompression bombs)")
+    up.add_argument("--max-pixels", type=_positive_int, default=None,
+                    help="refuse inputs and results with more pixels than this "
+                    "(default 256,000,000)")
     up.add_argument("--download", action="store_true",
                     help="allow downloading official weights that are not embedded")
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -96,6 +148,17 @@ def _add_commands(module_name: str, sub: argparse._SubParsersAction) -> None:
             return  # that feature is not part of this installation
         raise
     module.add_commands(sub)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"must be a whole number of at least 1, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def parse_tile(text: str) -> int | str:
@@ -208,28 +271,79 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
         raise RealscaleError("give either --scale or --width/--height, not both")
     tile = parse_tile(args.tile)
     max_pixels = args.max_pixels or formats.DEFAULT_MAX_PIXELS
-    inputs = _expand_inputs(args.inputs)
+    inputs = _unique(_expand_inputs(args.inputs))
     if not inputs:
         raise RealscaleError("no input images found")
     many = len(inputs) > 1
-    upscaler = Upscaler(args.model or DEFAULT_MODEL, device=args.device,
-                        precision=args.precision, tile=tile, allow_download=args.download,
-                        backend=args.backend)
-    scale_tag = f"x{args.scale:g}" if args.scale else (
-        f"{args.width or ''}x{args.height or ''}" if (args.width or args.height)
-        else f"x{upscaler.scale}")
-    resolved_inputs = {p.resolve() for p in inputs if p.exists()}
-    failures = 0
-    for source in inputs:
-        target = _output_path(source, args.output, many, args.format, scale_tag)
-        try:
-            _upscale_one(upscaler, source, target, args, max_pixels, resolved_inputs)
-        except RealscaleError as exc:
-            failures += 1
-            print(f"realscale: {source}: {exc}", file=sys.stderr)
+    # Every name carries the same tag, so clashes do not depend on it: checked before the
+    # model is loaded, with a stand-in for the model's scale.
+    _check_clashes(inputs, [_output_path(p, args.output, many, args.format,
+                                         _tag(args, _UNKNOWN_SCALE)) for p in inputs])
+    with stop_on_signals():
+        upscaler = Upscaler(args.model or DEFAULT_MODEL, device=args.device,
+                            precision=args.precision, tile=tile,
+                            allow_download=args.download, backend=args.backend)
+        scale_tag = _tag(args, str(upscaler.scale))
+        resolved_inputs = {p.resolve() for p in inputs if p.exists()}
+        failures = 0
+        for source in inputs:
+            target = _output_path(source, args.output, many, args.format, scale_tag)
+            try:
+                _upscale_one(upscaler, source, target, args, max_pixels, resolved_inputs)
+            except RealscaleError as exc:
+                failures += 1
+                print(f"realscale: {source}: {exc}", file=sys.stderr)
+            except MemoryError:
+                failures += 1
+                print(f"realscale: {source}: there is not enough memory to upscale it; "
+                      "choose a smaller size or --tile, or close other programs",
+                      file=sys.stderr)
     if failures == 0:
         return EXIT_OK
     return EXIT_FAILED if not many else EXIT_SOME_FAILED
+
+
+_UNKNOWN_SCALE = "@scale@"  # stands for the model's scale in names before the model is loaded
+
+
+def _tag(args: argparse.Namespace, model_scale: str) -> str:
+    """What output names get when no -o is given: x2.5, 800x, x600 or the model's x4."""
+    if args.scale:
+        return f"x{args.scale:g}"
+    if args.width or args.height:
+        return f"{args.width or ''}x{args.height or ''}"
+    return f"x{model_scale}"
+
+
+def _unique(paths: list[Path]) -> list[Path]:
+    """The inputs in order, each file once (a file named twice, or by a glob and by name,
+    is one input)."""
+    seen: set[str] = set()
+    kept = []
+    for path in paths:
+        key = _key(path)
+        if key not in seen:
+            seen.add(key)
+            kept.append(path)
+    return kept
+
+
+def _key(path: Path) -> str:
+    return os.path.normcase(str(path.resolve()))
+
+
+def _check_clashes(inputs: list[Path], targets: list[Path]) -> None:
+    """Two inputs that would write the same output: refused before anything is done, since
+    one result would silently replace the other."""
+    first: dict[str, Path] = {}
+    for source, target in zip(inputs, targets, strict=True):
+        other = first.setdefault(_key(target), source)
+        if other is not source:
+            where = (f"the same file in {target.parent}" if _UNKNOWN_SCALE in target.name
+                     else str(target))
+            msg = (f"{other} and {source} would both be written to {where}; give them "
+                   "separate output folders, rename one, or upscale them one at a time")
+            raise RealscaleError(msg)
 
 
 def _upscale_one(upscaler: object, source: Path, target: Path, args: argparse.Namespace,
@@ -251,7 +365,7 @@ def _upscale_one(upscaler: object, source: Path, target: Path, args: argparse.Na
               "is upscaled", file=sys.stderr)
     bar = _ProgressBar(not args.quiet, source.name)
     result = upscaler.upscale(image.pixels, scale=args.scale, width=args.width,
-                              height=args.height, progress=bar)
+                              height=args.height, progress=bar, max_pixels=max_pixels)
     formats.write_image(target, result, like=image, format=args.format, quality=args.quality)
     bar.finish(f"{source} -> {target} ({result.shape[1]}x{result.shape[0]}, "
                f"{time.monotonic() - bar.started:.1f}s)")
