@@ -207,3 +207,145 @@ def test_unknown_model_is_one_line(small_png: Path, tmp_path: Path) -> None:
                        "--model", "realesrgan-x4plu")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "realesrgan-x4plus" in result.stderr
+
+
+def _formats_batch(folder: Path) -> list[Path]:
+    """One input per output writer: Pillow's JPEG, PNG, WebP, TIFF, BMP and GIF encoders,
+    the 16-bit PNG encoder and tifffile (16-bit TIFF); distinct names, so distinct outputs."""
+    from realscale.formats import write_image
+
+    folder.mkdir()
+    photo = rgb_crop("OST_009.png", 96, 40, 60)
+    paths = []
+    for name in ("a.jpg", "b.png", "c.webp", "d.tif", "e.bmp", "f.gif"):
+        Image.fromarray(photo).save(folder / name)
+        paths.append(folder / name)
+    for name in ("g16.png", "h16.tif"):
+        write_image(folder / name, photo.astype(np.uint16) * 257)
+        paths.append(folder / name)
+    return paths
+
+
+def test_file_size_limit_fails_every_format_and_keeps_nothing(tmp_path: Path) -> None:
+    """A full disk, made real with RLIMIT_FSIZE (ulimit -f): every writer must fail with
+    one line, leave no file, and exit non-zero; before, the JPEG was cut off and kept."""
+    import resource
+
+    limit = 8 * 1024
+    inputs = _formats_batch(tmp_path / "in")
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(REPO / "core"))
+    args = [sys.executable, "-m", "realscale", "upscale", *map(str, inputs), "-o", str(out),
+            "--model", MODEL, "-q"]
+    limited = subprocess.run(
+        args, capture_output=True, text=True, env=env, timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+    )
+    assert limited.returncode == 1, limited.stderr  # a batch where inputs failed
+    lines = limited.stderr.strip().splitlines()
+    assert len(lines) == len(inputs) and "Traceback" not in limited.stderr, lines
+    for source, line in zip(inputs, lines, strict=True):
+        assert str(source) in line and "file size limit" in line, line
+    assert list(out.iterdir()) == []
+    # The same batch without the limit: every complete file is larger than the limit, so
+    # each writer above really was cut short.
+    full = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert full.returncode == 0, full.stderr
+    for source in inputs:
+        written = out / source.name
+        assert written.stat().st_size > limit, written
+        assert read_image(written).pixels.shape[:2] == (384, 384)
+
+
+def _big_write(tmp_path: Path) -> tuple[list[str], Path]:
+    """A command that spends a while writing: a 4000x4000 PNG from a small input."""
+    source = tmp_path / "in.png"
+    Image.fromarray(rgb_crop("OST_009.png", 64, 40, 60)).save(source)
+    out = tmp_path / "out"
+    out.mkdir()
+    return ([sys.executable, "-m", "realscale", "upscale", str(source), "-o",
+             str(out / "big.png"), "--model", MODEL, "--width", "4000", "-q"], out)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals")
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_stop_signal_while_writing_leaves_nothing(tmp_path: Path, name: str) -> None:
+    import signal
+
+    command, out = _big_write(tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(REPO / "core"))
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 240
+        # Wait for the temporary file, then freeze the process while it exists: the signal
+        # is sure to arrive in the middle of the write, not after the rename.
+        while True:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert time.monotonic() < deadline, "the output was never started"
+            if any(p.name.endswith(".part") for p in out.iterdir()):
+                process.send_signal(signal.SIGSTOP)
+                if any(p.name.endswith(".part") for p in out.iterdir()):
+                    break
+                process.send_signal(signal.SIGCONT)
+            time.sleep(0.002)
+        process.send_signal(getattr(signal, name))
+        process.send_signal(signal.SIGCONT)
+        code = process.wait(120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    stderr = process.stderr.read() if process.stderr else ""
+    assert code == 128 + getattr(signal, name), stderr
+    assert list(out.iterdir()) == []
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+
+
+def test_inputs_that_share_an_output_are_refused_before_any_work(tmp_path: Path) -> None:
+    photo = rgb_crop("OST_009.png", 24)
+    for folder in ("d1", "d2"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(photo).save(tmp_path / folder / "x.png")
+    Image.fromarray(photo).save(tmp_path / "d1" / "x.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    same_name = realscale("upscale", "d1/x.png", "d2/x.png", "-o", "out", "--model", MODEL,
+                          cwd=tmp_path)
+    same_stem = realscale("upscale", "d1/x.png", "d1/x.jpg", "-f", "png", "--model", MODEL,
+                          cwd=tmp_path)
+    for result, message in ((same_name, "out/x.png"), (same_stem, "the same file in d1")):
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], lines
+        assert "d1/x.png and d" in lines[0]
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    # One file named twice (here by a glob and by name) is one input, not a clash.
+    twice = realscale("upscale", "d1/*.png", "d1/x.png", "-o", "out", "--model", MODEL,
+                      cwd=tmp_path)
+    assert twice.returncode == 0, twice.stderr
+    assert [p.name for p in out.iterdir()] == ["x.png"]
+
+
+def test_impossible_output_size_is_one_line_and_the_batch_goes_on(tmp_path: Path) -> None:
+    small, large = tmp_path / "small.png", tmp_path / "large.png"
+    Image.fromarray(rgb_crop("OST_009.png", 20)).save(small)
+    Image.fromarray(rgb_crop("OST_009.png", 100)).save(large)
+    out = tmp_path / "out"
+    out.mkdir()
+    result = realscale("upscale", str(small), "-o", str(out / "o.png"), "--model", MODEL,
+                       "--width", "100000000")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "100,000,000x100,000,000" in lines[0], lines
+    assert "limit of 256,000,000" in lines[0] and "--max-pixels" in lines[0]
+    # The limit is --max-pixels for results as for inputs: 400x400 is over, 80x80 is not,
+    # and the batch goes on past the refused one.
+    result = realscale("upscale", str(large), str(small), "-o", str(out), "--model", MODEL,
+                       "--max-pixels", "10000", "-q")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "large.png" in lines[0] and "400x400" in lines[0], lines
+    assert [p.name for p in out.iterdir()] == ["small.png"]
+    assert Image.open(out / "small.png").size == (80, 80)
