@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import struct
@@ -61,6 +62,8 @@ MAX_DATA = 16 << 20
 """Largest pixel data frame, in bytes."""
 CHUNK = 4 << 20
 """Size of the pixel data frames both sides send."""
+MAX_NESTING = 32
+"""Deepest nesting of arrays and objects in a JSON message (no message needs more than 4)."""
 DEPTHS = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}
 """Bytes per sample of each pixel depth (all little-endian)."""
 ORDERS = ("rgb", "bgr")
@@ -94,11 +97,35 @@ def write_data(stream: Any, data: Any) -> None:
         stream.write(part)
 
 
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def _excess_nesting(payload: bytes) -> int:
+    """How deep arrays and objects nest in ``payload`` when that is more than MAX_NESTING,
+    else 0 (brackets inside strings do not count).
+
+    Counted before parsing: the json module recurses once per level, so a 2 KB message of
+    a thousand ``[`` would otherwise end in RecursionError (or, in a thread with a small
+    stack, in a crash) instead of a FrameError."""
+    if payload.count(b"[") + payload.count(b"{") <= MAX_NESTING:
+        return 0
+    brackets = _JSON_STRING.sub(b"", payload).translate(None, _NOT_BRACKETS)
+    depth = max(itertools.accumulate(_STEP[b] for b in brackets), default=0)
+    return depth if depth > MAX_NESTING else 0
+
+
 def decode_json(payload: bytes) -> dict[str, Any]:
     """The message in a JSON frame's payload: an object with a string ``type``."""
+    depth = _excess_nesting(payload)
+    if depth:
+        raise FrameError(
+            f"the message nests arrays and objects {depth} deep; at most {MAX_NESTING} are "
+            "allowed")
     try:
         message = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise FrameError(f"the message is not valid UTF-8 JSON ({exc})") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise FrameError("a message must be a JSON object with a string 'type'")
@@ -362,10 +389,26 @@ def worker_environment(extra_path: list[str] | None = None) -> dict[str, str]:
 _EOF = "eof"
 _MESSAGE = "message"
 _RESULT = "result"
+_JOIN = 5.0
+"""Seconds to wait for a connection's threads (and a closed worker) to end."""
+
+
+class _Write:
+    """One queued frame (and its pixel data); ``done`` is set once it left or failed."""
+
+    __slots__ = ("data", "done", "error", "frame")
+
+    def __init__(self, frame: bytes, data: Any) -> None:
+        self.frame = frame
+        self.data = data
+        self.done = threading.Event()
+        self.error: BaseException | None = None
 
 
 class _Connection:
-    """One live worker: its reader thread turns frames into queue items."""
+    """One live worker. A reader thread turns frames into queue items; a writer thread sends
+    what is queued, so the caller's thread never blocks on a worker that stopped reading
+    (it can still cancel, and give up on it)."""
 
     def __init__(self, rfile: Any, wfile: Any, description: str) -> None:
         self.rfile = rfile
@@ -374,10 +417,15 @@ class _Connection:
         self.items: queue.Queue[tuple[str, Any, Any]] = queue.Queue()
         self.hello: dict[str, Any] = {}
         self.dead = False
-        self._write_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._read_loop, name="realscale-reader",
+        self.ended = threading.Event()
+        """Set by the reader thread when the stream ended (the worker exited or hung up)."""
+        self._writes: queue.Queue[_Write | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read_loop, name="realscale-reader",
                                         daemon=True)
-        self._thread.start()
+        self._writer = threading.Thread(target=self._write_loop, name="realscale-writer",
+                                        daemon=True)
+        self._reader.start()
+        self._writer.start()
 
     def _read_loop(self) -> None:
         reader = FrameReader(self.rfile)
@@ -409,33 +457,63 @@ class _Connection:
             self.items.put((_EOF, f"the worker sent bytes that are not frames ({exc})", None))
         except MemoryError:
             self.items.put((_EOF, "no memory left for the result", None))
+        finally:
+            self.ended.set()
 
-    def send(self, message: dict[str, Any], data: Any = None) -> None:
-        with self._write_lock:
-            self.wfile.write(pack_json(message))
-            if data is not None:
-                write_data(self.wfile, data)
-            self.wfile.flush()
+    def _write_loop(self) -> None:
+        while True:
+            write = self._writes.get()
+            if write is None:
+                break
+            try:
+                self.wfile.write(write.frame)
+                if write.data is not None:
+                    write_data(self.wfile, write.data)
+                self.wfile.flush()
+            except (OSError, ValueError) as exc:
+                write.error = exc
+            finally:
+                write.data = None  # the caller's buffer is not held a moment longer
+                write.done.set()
+        with contextlib.suppress(OSError, ValueError):
+            self.wfile.close()
+
+    def post(self, message: dict[str, Any], data: Any = None) -> _Write:
+        """Queue a message (and its pixel data) for the writer thread; returns at once.
+
+        Raises ValueError when the message is larger than a JSON frame may be."""
+        write = _Write(pack_json(message), data)
+        self._writes.put(write)
+        return write
 
     def alive(self) -> bool:
-        return not self.dead
+        return not self.dead and not self.ended.is_set()
 
     def failure(self) -> str:
         """Why the connection ended, for WorkerCrashed."""
         return "the connection to the worker ended"
 
-    def close(self) -> None:
-        """Stop writing; subclasses end the stream so the reader thread sees its end."""
-        self.dead = True
-        with contextlib.suppress(OSError, ValueError):
-            self.wfile.close()
+    def last_output(self) -> str:
+        return ""
 
-    def _close_reader(self) -> None:
-        # Only once the stream has ended: closing a buffered file while the reader thread
-        # is blocked in it would wait for that read forever.
-        self._thread.join(timeout=5)
-        with contextlib.suppress(OSError, ValueError):
-            self.rfile.close()
+    def close(self) -> None:
+        """Stop writing once what is queued is out; subclasses end the stream."""
+        self.dead = True
+        self._writes.put(None)
+
+    def abandon(self) -> None:
+        """Give up on a worker that stopped answering: end it (or the connection) now."""
+        self.close()
+
+    def _join(self) -> None:
+        # Only once the stream has ended: closing a buffered file while a thread is blocked
+        # in it would wait for that read (or write) forever.
+        for thread in (self._writer, self._reader):
+            if thread is not threading.current_thread():
+                thread.join(timeout=_JOIN)
+        for stream in (self.wfile, self.rfile):
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()
 
 
 class _ProcessConnection(_Connection):
@@ -450,8 +528,9 @@ class _ProcessConnection(_Connection):
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=worker_environment(pythonpath), cwd=os.path.expanduser("~"), **kwargs)
         self.log: collections.deque[str] = collections.deque(maxlen=40)
-        threading.Thread(target=self._drain_stderr, name="realscale-stderr",
-                         daemon=True).start()
+        self._stderr = threading.Thread(target=self._drain_stderr, name="realscale-stderr",
+                                        daemon=True)
+        self._stderr.start()
         super().__init__(self.process.stdout, self.process.stdin,
                          f"the realscale worker ({python})")
 
@@ -464,15 +543,15 @@ class _ProcessConnection(_Connection):
             self.log.append(raw.decode("utf-8", "replace").rstrip())
 
     def alive(self) -> bool:
-        return not self.dead and self.process.poll() is None
+        return super().alive() and self.process.poll() is None
 
     def last_output(self) -> str:
-        time.sleep(0.05)  # let the stderr thread catch the last lines
+        self._stderr.join(timeout=0.5)  # the last lines, if the worker has exited
         return "\n".join(self.log)
 
     def failure(self) -> str:
         try:
-            code = self.process.wait(timeout=5)
+            code = self.process.wait(timeout=_JOIN)
         except subprocess.TimeoutExpired:
             return "it stopped answering"
         if code < 0:
@@ -485,32 +564,41 @@ class _ProcessConnection(_Connection):
         return f"it exited with code {code}"
 
     def close(self) -> None:
-        super().close()  # closing its stdin asks the worker to exit
+        super().close()  # once queued writes are out, closing its stdin asks it to exit
         try:
-            self.process.wait(timeout=5)
+            self.process.wait(timeout=_JOIN)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            self.process.kill()  # stopped, or stuck: it cannot be asked
             self.process.wait()
-        self._close_reader()
+        self._join()
+        self._stderr.join(timeout=_JOIN)
         if self.process.stderr is not None:
             with contextlib.suppress(OSError, ValueError):
                 self.process.stderr.close()
+
+    def abandon(self) -> None:
+        with contextlib.suppress(OSError):
+            self.process.kill()  # SIGKILL ends a stopped process too
+        self.close()
 
 
 class _SocketConnection(_Connection):
     def __init__(self, address: str) -> None:
         host, _, port = address.rpartition(":")
+        self.address = address
         self.sock = socket.create_connection((host or "127.0.0.1", int(port)), timeout=10)
         self.sock.settimeout(None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().__init__(self.sock.makefile("rb"), self.sock.makefile("wb"),
                          f"the realscale worker at {address}")
 
-    def last_output(self) -> str:
-        return ""
-
     def close(self) -> None:
         super().close()
+        # A shutdown wakes both threads (a close alone leaves a blocked recv waiting), and
+        # the worker sees the end of the stream and ends its side too.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self._join()
         with contextlib.suppress(OSError):
             self.sock.close()
 
@@ -523,6 +611,10 @@ _clients: weakref.WeakSet[WorkerClient] = weakref.WeakSet()
 _POLL = 0.05
 _START_TIMEOUT = 300.0
 """Seconds to wait for a starting worker (importing torch can be slow on a cold disk)."""
+_HELLO_TIMEOUT = 30.0
+"""Seconds to wait for a running TCP worker to greet a new connection."""
+CANCEL_TIMEOUT = 10.0
+"""Seconds a worker has to end a cancelled request before the client gives up on it."""
 
 
 @atexit.register
@@ -541,7 +633,8 @@ class WorkerClient:
     def __init__(self, python: str | None = None, *, config: str | None = None,
                  address: str | None = None, token: str | None = None,
                  pythonpath: list[str] | None = None, host: str = "gimp|krita|resolve",
-                 worker_args: list[str] | None = None) -> None:
+                 worker_args: list[str] | None = None,
+                 cancel_timeout: float = CANCEL_TIMEOUT) -> None:
         self._python = python
         self._config_file = config
         self._address = address
@@ -549,6 +642,9 @@ class WorkerClient:
         self._pythonpath = pythonpath
         self._worker_args = list(worker_args or [])
         self._host = host
+        self.cancel_timeout = float(cancel_timeout)
+        """After a cancel, seconds the worker has to answer before it is ended (a worker
+        this client started is killed; a TCP worker's connection is closed)."""
         self._conn: _Connection | None = None
         self._ids = itertools.count(1)
         _clients.add(self)
@@ -621,18 +717,25 @@ class WorkerClient:
         request_id = next(self._ids)
         request["id"] = request_id
         try:
-            conn.send(request, data)
-        except (OSError, ValueError):
-            raise self._crashed(conn, "while receiving a request") from None
-        cancelled = False
+            write = conn.post(request, data)
+        except ValueError as exc:
+            raise WorkerError(f"The request is too large to send ({exc}).") from None
+        cancelled_at: float | None = None
         pending: BaseException | None = None
         try:
             while True:
-                if not cancelled and (pending is not None or (cancel is not None and cancel())):
-                    cancelled = True
-                    # If this fails, the reply (or the end of the stream) says the rest.
-                    with contextlib.suppress(OSError, ValueError):
-                        conn.send({"type": "cancel", "id": request_id})
+                if cancelled_at is None and (
+                        pending is not None or (cancel is not None and cancel())):
+                    cancelled_at = time.monotonic()
+                    conn.post({"type": "cancel", "id": request_id})  # queued: never blocks
+                if write.error is not None:
+                    raise self._crashed(conn, "while receiving a request")
+                if (cancelled_at is not None
+                        and time.monotonic() - cancelled_at > self.cancel_timeout):
+                    self._abandon(conn)
+                    if pending is not None:
+                        raise pending
+                    raise WorkerCancelled(self._abandoned(conn))
                 try:
                     kind, message, buffer = conn.items.get(timeout=_POLL)
                 except queue.Empty:
@@ -649,18 +752,41 @@ class WorkerClient:
                         except BaseException as exc:  # the host's callback: stop, then re-raise
                             pending = exc
                     continue
+                # The worker has answered; a reply that came before all of the request's
+                # pixel data was sent (a refused request) waits until the worker has read
+                # them, so the caller's buffer is not in use once this returns.
+                self._finish(conn, write)
                 if mtype == "error":
                     if pending is not None:
                         raise pending
                     raise _error(message)
                 if pending is not None:
                     raise pending
-                if cancelled:
+                if cancelled_at is not None:
                     raise WorkerCancelled("The upscale was cancelled.")
                 return message, buffer if buffer is not None else bytearray()
         except (KeyboardInterrupt, SystemExit):
             self.close()  # the stream is mid-reply: start afresh next time
             raise
+
+    def _finish(self, conn: _Connection, write: _Write) -> None:
+        if not write.done.wait(self.cancel_timeout):
+            self._abandon(conn)
+            write.done.wait(_JOIN)
+
+    def _abandon(self, conn: _Connection) -> None:
+        if self._conn is conn:
+            self._conn = None
+        conn.abandon()
+
+    def _abandoned(self, conn: _Connection) -> str:
+        seconds = f"{self.cancel_timeout:g} seconds"
+        if isinstance(conn, _SocketConnection):
+            return (f"The upscale was cancelled; the realscale worker at {conn.address} did "
+                    f"not answer within {seconds}, so the connection to it was closed (it may "
+                    "be stuck: restart it).")
+        return (f"The upscale was cancelled; the realscale worker did not stop within "
+                f"{seconds}, so it was ended (the next upscale starts a new one).")
 
     def _connection(self, cancel: Callable[[], bool] | None) -> _Connection:
         if self._conn is not None and self._conn.alive():
@@ -694,7 +820,12 @@ class WorkerClient:
                 f"No realscale worker answers at {address} (named in {source}): start it with "
                 f"`realscale worker --listen {address}`, or {_INSTALL_HINT % self._host}.",
                 str(exc)) from None
-        conn.send({"type": "auth", "token": token or ""})
+        try:
+            conn.post({"type": "auth", "token": token or ""})
+        except ValueError:
+            conn.close()
+            raise WorkerNotInstalled(
+                f"The token in {source} is not usable: {_INSTALL_HINT % self._host}.") from None
         return conn
 
     def _spawn(self, python: str, pythonpath: list[str] | None, args: list[str],
@@ -711,22 +842,23 @@ class WorkerClient:
                 f"({exc.strerror or exc}): {_INSTALL_HINT % self._host}.") from None
 
     def _await_hello(self, conn: _Connection, cancel: Callable[[], bool] | None) -> None:
-        deadline = time.monotonic() + _START_TIMEOUT
+        wait = _HELLO_TIMEOUT if isinstance(conn, _SocketConnection) else _START_TIMEOUT
+        deadline = time.monotonic() + wait
         while True:
             if cancel is not None and cancel():
-                self.close()
+                self._abandon(conn)  # nothing in a starting worker is worth waiting for
                 raise WorkerCancelled("The upscale was cancelled while the worker started.")
             try:
                 kind, message, _ = conn.items.get(timeout=_POLL)
             except queue.Empty:
                 if time.monotonic() > deadline:
-                    self.close()
+                    self._abandon(conn)
                     raise WorkerCrashed(
-                        f"The realscale worker did not start within {_START_TIMEOUT:.0f} seconds."
-                    ) from None
+                        f"{conn.description[0].upper()}{conn.description[1:]} did not answer "
+                        f"within {wait:.0f} seconds.") from None
                 continue
             if kind == _EOF:
-                log = conn.last_output() if hasattr(conn, "last_output") else ""
+                log = conn.last_output()
                 if "No module named realscale" in log or "No module named 'realscale'" in log:
                     self.close()
                     raise WorkerNotInstalled(
@@ -748,7 +880,7 @@ class WorkerClient:
 
     def _crashed(self, conn: _Connection, when: str) -> WorkerCrashed:
         reason = conn.failure()
-        detail = conn.last_output() if hasattr(conn, "last_output") else ""
+        detail = conn.last_output()
         if self._conn is conn:
             self.close()
         last = detail.strip().splitlines()[-1] if detail.strip() else ""

@@ -48,13 +48,37 @@ class ModelCache:
             raise ModelError(msg)
         candidates = [Path(text)] if os.path.isabs(text) else [d / text for d in self.model_dirs]
         for candidate in candidates:
-            real = candidate.resolve()
-            inside = any(real.is_relative_to(folder) for folder in self.model_dirs)
-            if inside and real.is_file():
+            try:
+                real = candidate.resolve()
+                found = self._inside(real) and real.is_file()
+            except (OSError, ValueError):  # a loop of links, a NUL in the name
+                continue
+            if found:
+                self._check_companions(real, text)
                 return str(real)
         folders = ", ".join(map(str, self.model_dirs))
         msg = f"Model file {text!r} is not in a model folder ({folders}); copy it there."
         raise ModelError(msg)
+
+    def _inside(self, real: Path) -> bool:
+        return any(real.is_relative_to(folder) for folder in self.model_dirs)
+
+    def _check_companions(self, real: Path, text: str) -> None:
+        """An ncnn pair is read as two files: the loaders open the ``.bin`` beside a
+        ``.param`` (and the ``.param`` beside a ``.bin``), so that file must lie inside a
+        model folder too, symlinks resolved."""
+        suffix = real.suffix.lower()
+        if suffix == ".param":
+            companions = [real.with_suffix(".bin")]
+        elif suffix == ".bin":
+            companions = [real.with_suffix(".param"), real.with_suffix(".PARAM")]
+        else:
+            return
+        for companion in companions:
+            if os.path.lexists(companion) and not self._inside(companion.resolve()):
+                msg = (f"Model file {text!r} comes with {companion.name}, which leads outside "
+                       "the model folders; copy the real file there.")
+                raise ModelError(msg)
 
     def get(self, spec: str, device: str, precision: str, allow_download: bool,
             backend: str = "auto") -> Any:
@@ -93,10 +117,19 @@ class ModelCache:
             if not folder.is_dir():
                 continue
             for path in sorted(folder.iterdir()):
-                if path.is_file() and path.suffix.lower() in WEIGHT_SUFFIXES:
-                    rows.append({
-                        "name": path.name, "scale": None, "architecture": None,
-                        "embedded": False, "default": False, "licence": None,
-                        "description": f"user weights in {folder}", "available": True,
-                    })
+                if path.suffix.lower() not in WEIGHT_SUFFIXES or not self._usable(path):
+                    continue
+                rows.append({
+                    "name": path.name, "scale": None, "architecture": None,
+                    "embedded": False, "default": False, "licence": None,
+                    "description": f"user weights in {folder}", "available": True,
+                })
         return rows
+
+    def _usable(self, path: Path) -> bool:
+        """Whether a request naming this file would be served (only those are listed)."""
+        try:
+            self.resolve(str(path))
+        except ModelError:
+            return False
+        return True

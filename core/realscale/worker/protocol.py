@@ -47,6 +47,7 @@ KIND_JSON: bytes = client.KIND_JSON
 KIND_DATA: bytes = client.KIND_DATA
 MAX_JSON: int = client.MAX_JSON
 MAX_DATA: int = client.MAX_DATA
+MAX_NESTING: int = client.MAX_NESTING
 CHUNK: int = client.CHUNK
 DEPTHS: dict[str, int] = client.DEPTHS
 ORDERS: tuple[str, ...] = client.ORDERS
@@ -70,6 +71,7 @@ __all__ = [
     "KIND_JSON",
     "MAGIC",
     "MAX_DATA",
+    "MAX_NESTING",
     "MAX_JSON",
     "ORDERS",
     "PROTOCOL_VERSION",

@@ -4,20 +4,30 @@ One :class:`Session` serves one stream (stdin/stdout, or one TCP connection). It
 thread only reads: requests, pixel data and ``cancel`` messages, so a cancel arrives while
 an upscale runs in the job thread and stops it before the next tile. All writes go through
 one lock, so a progress event never lands inside a result's pixel data.
+
+Nothing a peer sends ends the worker or silences a session: bad frames, deep JSON, long
+ids and replies that would not fit a frame all get an ``error`` message. Over TCP, a
+connection that does not authenticate in time, or sits idle, is closed, and at most
+MAX_CONNECTIONS are served at once, so idle peers cannot use up threads or descriptors.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hmac
+import io
 import json
 import logging
+import math
 import os
 import secrets
+import select
 import socket
 import stat
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,14 +37,38 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .. import __version__
-from ..errors import Cancelled, ModelError, OutOfMemoryError, RealscaleError
+from ..errors import (
+    Cancelled,
+    ModelError,
+    OutOfMemoryError,
+    OutputSizeError,
+    OutputTooLargeError,
+    RealscaleError,
+)
+from ..formats.decoded import DEFAULT_MAX_PIXELS
 from . import protocol as p
 from .models import ModelCache
 
 log = logging.getLogger(__name__)
 
-MAX_PIXELS = 1 << 30
-"""Largest input a request may announce (width x height), against absurd allocations."""
+MAX_PIXELS = DEFAULT_MAX_PIXELS
+"""Largest input a request may announce, and largest result it may ask for (width x height):
+the limit the image readers use, against absurd allocations."""
+MAX_ID = 256
+"""Longest request ``id``, in bytes of JSON: every reply repeats it, so a long one could
+make a reply too large to send."""
+AUTH_TIMEOUT = 10.0
+"""Seconds a TCP connection has to send its ``auth`` message."""
+IDLE_TIMEOUT = 300.0
+"""Seconds a TCP connection may send nothing while no upscale of it runs."""
+WRITE_TIMEOUT = 60.0
+"""Seconds a TCP peer may leave a reply unread before the worker gives up on it."""
+MAX_CONNECTIONS = 32
+"""TCP connections served at once; more are answered with a ``busy`` error and closed."""
+JOIN_TIMEOUT = 10.0
+"""Seconds to wait for a cancelled upscale (or a closing connection) to end."""
+_SLICE = 1.0
+"""Seconds between looks at a TCP read's deadline (it moves while an upscale runs)."""
 _DTYPES: dict[str, np.dtype[Any]] = {
     "u8": np.dtype("u1"), "u16": np.dtype("<u2"), "f16": np.dtype("<f2"), "f32": np.dtype("<f4"),
 }
@@ -68,22 +102,73 @@ def _layout(request: dict[str, Any]) -> tuple[int, int, int, str, str]:
     order = request.get("order", "rgb")
     for name, value in (("width", width), ("height", height), ("channels", channels)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            msg = f"'{name}' must be a positive whole number, got {value!r}"
+            msg = f"'{name}' must be a positive whole number, got {_shown(value)}"
             raise RequestError(msg)
     assert isinstance(width, int) and isinstance(height, int) and isinstance(channels, int)
     if channels > 4:
         msg = f"'channels' must be 1 to 4, got {channels}"
         raise RequestError(msg)
     if depth not in _DTYPES:
-        msg = f"'depth' must be one of {', '.join(_DTYPES)}, got {depth!r}"
+        msg = f"'depth' must be one of {', '.join(_DTYPES)}, got {_shown(depth)}"
         raise RequestError(msg)
     if order not in p.ORDERS:
-        msg = f"'order' must be rgb or bgr, got {order!r}"
+        msg = f"'order' must be rgb or bgr, got {_shown(order)}"
         raise RequestError(msg)
     if width * height > MAX_PIXELS:
         msg = f"{width}x{height} is more than {MAX_PIXELS} pixels"
         raise RequestError(msg)
     return width, height, channels, str(depth), str(order)
+
+
+def _shown(value: Any) -> str:
+    """A request's value in a message: its repr, cut short (a reply must stay small)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _options(request: dict[str, Any], width: int, height: int) -> tuple[str, float | None, int]:
+    """The request's model, scale and tile, checked before its pixel data is taken in."""
+    model = request.get("model")
+    if not isinstance(model, str) or not model.strip():
+        msg = f"'model' must name a catalogue model or a weights file, got {_shown(model)}"
+        raise RequestError(msg)
+    if len(model) > 4096:
+        msg = f"'model' is {len(model)} characters long; a model name or path has fewer"
+        raise RequestError(msg)
+    scale = request.get("scale")
+    factor: float | None = None
+    if scale is not None:
+        factor = math.nan
+        if isinstance(scale, (int, float)) and not isinstance(scale, bool):
+            try:
+                factor = float(scale)
+            except OverflowError:  # a JSON integer beyond any float
+                factor = math.inf
+        if not (math.isfinite(factor) and factor > 0):
+            msg = f"'scale' must be above 0 (or null: the model's own), got {_shown(scale)}"
+            raise RequestError(msg)
+        _check_output(width, height, factor)
+    tile = request.get("tile", 0)
+    if not isinstance(tile, int) or isinstance(tile, bool) or (tile != 0 and tile < 16):
+        msg = f"'tile' must be 0 (auto) or at least 16, got {_shown(tile)}"
+        raise RequestError(msg)
+    return model, factor, tile
+
+
+def _check_output(width: int, height: int, factor: float) -> None:
+    """Refuse a result above MAX_PIXELS before anything is received or allocated (the
+    Upscaler checks again, against the same limit, for the model's own scale)."""
+    exact_w, exact_h = width * factor, height * factor
+    if math.isfinite(exact_w * exact_h):
+        out_w, out_h = max(1, round(exact_w)), max(1, round(exact_h))
+        if out_w * out_h <= MAX_PIXELS:
+            return
+        size = f"{out_w:,}x{out_h:,} pixels"
+    else:
+        size = "an impossible number of pixels"
+    msg = (f"a {width}x{height} image at scale {factor:g} would give {size}, more than the "
+           f"limit of {MAX_PIXELS:,}; choose a smaller scale")
+    raise RequestError(msg)
 
 
 def to_working(buffer: np.ndarray, request: dict[str, Any]) -> np.ndarray:
@@ -125,11 +210,29 @@ def _error(request_id: Any, kind: str, message: str) -> dict[str, Any]:
 # -- one session ------------------------------------------------------------------------
 
 
+class ReadTimeout(EOFError):
+    """A TCP peer sent nothing for longer than its deadline; the session ends."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"{kind} time-out")
+        self.kind = kind
+
+
+def _small_id(request_id: Any) -> Any:
+    """The id to repeat in a reply: null when the request's id is too long to repeat."""
+    try:
+        size = len(json.dumps(request_id, separators=(",", ":")).encode("utf-8"))
+    except (TypeError, ValueError):
+        return None
+    return request_id if size <= MAX_ID else None
+
+
 class Session:
     """Serves one stream until it ends."""
 
     def __init__(self, rfile: BinaryIO, wfile: BinaryIO, cache: ModelCache, *,
-                 token: str | None = None, on_write_error: Callable[[], None] | None = None
+                 token: str | None = None, on_write_error: Callable[[], None] | None = None,
+                 auth_timeout: float = AUTH_TIMEOUT, idle_timeout: float | None = None
                  ) -> None:
         self.reader = p.FrameReader(rfile)
         self.wfile = wfile
@@ -139,17 +242,35 @@ class Session:
         self.upload: Upload | None = None
         self.job: tuple[Any, threading.Thread, Any] | None = None
         """(request id, thread, CancelToken) of the upscale that is running."""
+        self.thread: threading.Thread | None = None
+        """The last job thread, until it has ended (it still sends after ``job`` is None)."""
         self.broken = False
         self.on_write_error = on_write_error
+        self.authenticated = token is None
+        self.auth_timeout = auth_timeout
+        self.idle_timeout = idle_timeout
+        self.started = time.monotonic()
+        self.job_ended = self.started
 
     # writing ----------------------------------------------------------------------------
 
     def send(self, message: dict[str, Any], bands: Any = None) -> None:
+        """Send one reply whole; one that cannot be framed becomes an error reply instead,
+        so the session never goes silent."""
+        try:
+            frame = p.pack_json(message)
+        except (TypeError, ValueError) as exc:
+            log.warning("a %s reply could not be framed (%s)", message.get("type"), exc)
+            frame = p.pack_json(_error(
+                _small_id(message.get("id")), "error",
+                f"The worker's {message.get('type')} reply would be larger than a message may "
+                f"be ({p.MAX_JSON} bytes), so it was not sent."))
+            bands = None
         with self.write_lock:
             if self.broken:
                 return
             try:
-                self.wfile.write(p.pack_json(message))
+                self.wfile.write(frame)
                 if bands is not None:
                     for band in bands:
                         p.write_data(self.wfile, band)
@@ -163,6 +284,15 @@ class Session:
         self.send(_error(request_id, kind, message))
 
     # reading ----------------------------------------------------------------------------
+
+    def read_deadline(self, last_read: float) -> tuple[float, str] | None:
+        """(when, why) the current read gives up; None while an upscale runs (the peer
+        only has to send a cancel, if anything) or when no time-out applies."""
+        if not self.authenticated:
+            return self.started + self.auth_timeout, "auth"
+        if self.idle_timeout is None or self.job is not None:
+            return None
+        return max(last_read, self.job_ended) + self.idle_timeout, "idle"
 
     def serve(self) -> None:
         """Answer requests until the stream ends; then cancel what runs and return."""
@@ -187,7 +317,19 @@ class Session:
                     self._abandon_upload()
                     self.error(None, "protocol", f"Bad message: {exc}.")
                     continue
-                self._message(message)
+                try:
+                    self._message(message)
+                except Exception as exc:  # a bug: answer it, never end the worker over it
+                    log.exception("a %s request failed", message.get("type"))
+                    reply = _error(_small_id(message.get("id")), "internal",
+                                   f"The worker failed unexpectedly ({type(exc).__name__}).")
+                    reply["detail"] = traceback.format_exc()
+                    self.send(reply)
+        except ReadTimeout as exc:
+            if exc.kind == "idle":
+                self.error(None, "timeout",
+                           f"The realscale worker closed this connection after "
+                           f"{self.idle_timeout:g} seconds without a request.")
         except EOFError:
             pass
         finally:
@@ -197,12 +339,17 @@ class Session:
         assert self.token is not None
         try:
             message = self.reader.next_message()
+        except ReadTimeout:
+            self.error(None, "auth", "The realscale worker closed the connection: no token "
+                                     f"came within {self.auth_timeout:g} seconds.")
+            return False
         except (p.FrameError, EOFError):
             message = {}
         token = message.get("token") if message.get("type") == "auth" else None
         if isinstance(token, str) and hmac.compare_digest(token.encode(), self.token.encode()):
+            self.authenticated = True
             return True
-        self.error(message.get("id"), "auth",
+        self.error(_small_id(message.get("id")), "auth",
                    "The realscale worker refused the connection: wrong or missing token.")
         return False
 
@@ -213,6 +360,13 @@ class Session:
             self.error(self.upload.request.get("id"), "bad_request",
                        f"The request's pixel data was {missing} bytes short.")
         self.upload = None
+        if _small_id(request_id) is None and request_id is not None:
+            self.error(None, "bad_request",
+                       f"A request's 'id' may take at most {MAX_ID} bytes of JSON; this "
+                       f"{mtype} request's id is longer, so it was not served.")
+            if mtype == "upscale":
+                self._discard(message.get("bytes"))
+            return
         if mtype == "cancel":
             if self.job is not None and self.job[0] == request_id:
                 self.job[2].cancel()
@@ -228,7 +382,7 @@ class Session:
         elif mtype == "upscale":
             self._start_upload(message)
         else:
-            self.error(request_id, "bad_request", f"Unknown request type {mtype!r}.")
+            self.error(request_id, "bad_request", f"Unknown request type {_shown(mtype)}.")
 
     def _reply_models(self, request_id: Any) -> None:
         try:
@@ -238,6 +392,11 @@ class Session:
             return
         self.send({"type": "models", "id": request_id, "models": models})
 
+    def _discard(self, size: Any) -> None:
+        """Skip the pixel data of a refused request, so the stream stays in step."""
+        if isinstance(size, int) and not isinstance(size, bool) and 0 < size <= MAX_PIXELS * 16:
+            self.upload = Upload({}, np.empty(0, np.uint8), -size)
+
     def _start_upload(self, request: dict[str, Any]) -> None:
         request_id = request.get("id")
         size = request.get("bytes")
@@ -245,21 +404,26 @@ class Session:
             width, height, channels, depth, _order = _layout(request)
             expected = width * height * channels * _DTYPES[depth].itemsize
             if size != expected:
-                msg = f"'bytes' must be {expected} for this layout, got {size!r}"
+                msg = f"'bytes' must be {expected} for this layout, got {_shown(size)}"
                 raise RequestError(msg)
+            model, _scale, _tile = _options(request, width, height)
             if self.job is not None:
                 msg = "the worker is busy with another request on this connection"
                 raise RequestError(msg)
+            self.cache.resolve(model)  # an unknown name or a refused path: before the data
             buffer = np.empty(expected, dtype=np.uint8)
         except RequestError as exc:
             self.error(request_id, "bad_request", f"Bad upscale request: {exc}.")
-            if isinstance(size, int) and 0 < size <= MAX_PIXELS * 16:
-                self.upload = Upload(request, np.empty(0, np.uint8), -size)  # discard its data
+            self._discard(size)
+            return
+        except ModelError as exc:
+            self.error(request_id, "model", str(exc))
+            self._discard(size)
             return
         except MemoryError:
             self.error(request_id, "out_of_memory",
                        "There is not enough memory for this image in the worker.")
-            self.upload = Upload(request, np.empty(0, np.uint8), -expected)  # discard its data
+            self._discard(size)
             return
         self.upload = Upload(request, buffer)
 
@@ -303,6 +467,7 @@ class Session:
         thread = threading.Thread(target=self._run_job, args=(upload, token),
                                   name="realscale-job", daemon=True)
         self.job = (upload.request.get("id"), thread, token)
+        self.thread = thread
         thread.start()
 
     def _run_job(self, upload: Upload, token: Any) -> None:
@@ -317,7 +482,11 @@ class Session:
             text = str(exc) or "the worker ran out of memory"
             reply = _error(request_id, "out_of_memory",
                            f"Out of memory: {text}; try a smaller tile or image.")
-        except RequestError as exc:
+        except OutputTooLargeError:
+            reply = _error(request_id, "bad_request",
+                           f"Bad upscale request: the result would have more than "
+                           f"{MAX_PIXELS:,} pixels, the limit; choose a smaller scale.")
+        except (RequestError, OutputSizeError) as exc:
             reply = _error(request_id, "bad_request", f"Bad upscale request: {exc}.")
         except ModelError as exc:
             reply = _error(request_id, "model", str(exc))
@@ -330,25 +499,15 @@ class Session:
             reply["detail"] = traceback.format_exc()
         # Not busy any more before the reply leaves: the client may send its next request
         # the moment it has read it.
+        self.job_ended = time.monotonic()
         self.job = None
         self.send(reply, bands)
 
     def _upscale(self, upload: Upload, token: Any) -> tuple[dict[str, Any], Any]:
         request = upload.request
         request_id = request.get("id")
-        _w, _h, _c, depth, order = _layout(request)
-        scale, tile = request.get("scale"), request.get("tile", 0)
-        if scale is not None and (not isinstance(scale, (int, float)) or isinstance(scale, bool)):
-            msg = f"'scale' must be a number or null, got {scale!r}"
-            raise RequestError(msg)
-        if not isinstance(tile, int) or isinstance(tile, bool) or (tile != 0 and tile < 16):
-            msg = f"'tile' must be 0 (auto) or at least 16, got {tile!r}"
-            raise RequestError(msg)
-        model = request.get("model")
-        if not isinstance(model, str):
-            from ..upscale import DEFAULT_MODEL
-
-            model = DEFAULT_MODEL
+        width, height, _c, depth, order = _layout(request)
+        model, scale, tile = _options(request, width, height)
         device = str(request.get("device") or "auto")
         precision = str(request.get("precision") or "auto")
         backend = str(request.get("backend") or "auto")
@@ -365,8 +524,8 @@ class Session:
             upscaler = self.cache.get(model, device, precision, bool(request.get("download")),
                                       backend)
             upscaler.tile = tile or "auto"
-            result = upscaler.upscale(image, scale=None if scale is None else float(scale),
-                                      progress=progress, cancel=token)
+            result = upscaler.upscale(image, scale=scale, progress=progress, cancel=token,
+                                      max_pixels=MAX_PIXELS)
         finally:
             self.cache.lock.release()
         del image
@@ -377,10 +536,13 @@ class Session:
         return reply, result_bands(result, depth, order)
 
     def _stop_job(self) -> None:
-        job = self.job
+        """Cancel what runs and wait (a bounded time) for the job thread to end, reply and
+        all: the process must not exit while that thread is inside torch."""
+        job, thread = self.job, self.thread
         if job is not None:
             job[2].cancel()
-            job[1].join(timeout=10)
+        if thread is not None:
+            thread.join(timeout=JOIN_TIMEOUT)
 
 
 # -- entry points -----------------------------------------------------------------------
@@ -422,7 +584,144 @@ def parse_listen(text: str) -> tuple[str, int]:
     return "127.0.0.1", port
 
 
-def serve_tcp(cache: ModelCache, listen: str, config_out: Path | None = None) -> int:
+def _ready(sock: socket.socket, write: bool, timeout: float) -> bool:
+    """Whether ``sock`` can be read (or written) within ``timeout`` seconds."""
+    timeout = max(0.0, timeout)
+    if hasattr(select, "poll"):  # no FD_SETSIZE limit
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT if write else select.POLLIN)
+        return bool(poller.poll(math.ceil(timeout * 1000)))
+    readable, writable, _ = select.select([] if write else [sock], [sock] if write else [],
+                                          [], timeout)
+    return bool(readable or writable)
+
+
+class SocketInput(io.RawIOBase):
+    """A connection's reading side, with deadlines: blocking reads that give up (ReadTimeout)
+    when ``deadline(last_read)`` passes; the socket itself stays blocking for writes."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self.sock = sock
+        self.last_read = time.monotonic()
+        self.deadline: Callable[[float], tuple[float, str] | None] = lambda _last: None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while True:
+            due = self.deadline(self.last_read)
+            wait = _SLICE if due is None else min(_SLICE, due[0] - time.monotonic())
+            if due is not None and wait <= 0:
+                raise ReadTimeout(due[1])
+            if _ready(self.sock, False, wait):
+                break
+        count = self.sock.recv_into(buffer)
+        if count:
+            self.last_read = time.monotonic()
+        return count
+
+
+class SocketOutput(io.RawIOBase):
+    """A connection's writing side: a peer that reads nothing for WRITE_TIMEOUT seconds
+    fails the write (so a stalled peer cannot hold the model lock through a progress
+    event) instead of blocking it forever."""
+
+    def __init__(self, sock: socket.socket, timeout: float = WRITE_TIMEOUT) -> None:
+        super().__init__()
+        self.sock = sock
+        self.timeout = timeout
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if not _ready(self.sock, True, self.timeout):
+            msg = f"the peer read nothing for {self.timeout:g} seconds"
+            raise TimeoutError(msg)
+        return self.sock.send(data)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    """End both directions: wakes this connection's reads (EOF) and the peer's."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _refuse(sock: socket.socket, message: dict[str, Any]) -> None:
+    """Answer a connection that will not be served, without a thread and without blocking."""
+    try:
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):
+            sock.send(p.pack_json(message))
+            sock.shutdown(socket.SHUT_WR)
+            sock.recv(65536)  # what the peer already sent, so the close sends no reset
+    finally:
+        sock.close()
+
+
+@dataclass
+class _Listener:
+    """The TCP server's state: its live connections and their threads."""
+
+    cache: ModelCache
+    token: str
+    auth_timeout: float
+    idle_timeout: float | None
+    max_connections: int
+    lock: threading.Lock
+    live: dict[socket.socket, threading.Thread]
+
+    def add(self, conn: socket.socket) -> None:
+        with self.lock:
+            if len(self.live) >= self.max_connections:
+                full = True
+            else:
+                full = False
+                thread = threading.Thread(target=self._serve, args=(conn,),
+                                          name="realscale-connection", daemon=True)
+                self.live[conn] = thread
+        if full:
+            _refuse(conn, _error(None, "busy",
+                                 f"The realscale worker already serves {self.max_connections} "
+                                 "connections; close another client and try again."))
+            return
+        thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            reading = SocketInput(conn)
+            writing = io.BufferedWriter(SocketOutput(conn), 1 << 16)
+            session = Session(reading, writing, self.cache, token=self.token,  # type: ignore[arg-type]
+                              on_write_error=lambda: _shutdown(conn),
+                              auth_timeout=self.auth_timeout, idle_timeout=self.idle_timeout)
+            reading.deadline = session.read_deadline
+            with contextlib.suppress(OSError):
+                session.serve()
+            with contextlib.suppress(OSError, ValueError):
+                writing.close()
+        finally:
+            _shutdown(conn)
+            conn.close()
+            with self.lock:
+                self.live.pop(conn, None)
+
+    def stop(self) -> None:
+        """End every connection (their upscales are cancelled) and wait for them, bounded."""
+        with self.lock:
+            live = dict(self.live)
+        for conn in live:
+            _shutdown(conn)
+        deadline = time.monotonic() + JOIN_TIMEOUT + 5
+        for thread in live.values():
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def serve_tcp(cache: ModelCache, listen: str, config_out: Path | None = None, *,
+              auth_timeout: float = AUTH_TIMEOUT, idle_timeout: float | None = IDLE_TIMEOUT,
+              max_connections: int = MAX_CONNECTIONS) -> int:
     """Serve connections on 127.0.0.1 that present the session's token.
 
     Prints one JSON line with the address and token. Runs until killed, or until stdin
@@ -431,50 +730,70 @@ def serve_tcp(cache: ModelCache, listen: str, config_out: Path | None = None) ->
     host, port = parse_listen(listen)
     token = secrets.token_urlsafe(32)
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if sys.platform == "win32":
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)  # type: ignore[attr-defined]
-    server.bind((host, port))
-    server.listen(8)
-    bound_host, bound_port = server.getsockname()[:2]
-    address = f"{bound_host}:{bound_port}"
-    if config_out is not None:
-        from ..install.installer import write_json
-
-        write_json(config_out, {"version": p.CONFIG_VERSION, "address": address,
-                                "token": token}, private=True)
-    print(json.dumps({"address": address, "token": token, "pid": os.getpid()}), flush=True)
-    stop = threading.Event()
-    if _stdin_is_pipe():
-        threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
-    server.settimeout(0.5)  # accept() is not woken by a close from another thread
     try:
-        while not stop.is_set():
-            try:
-                conn, _peer = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                break
-            conn.settimeout(None)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            threading.Thread(target=_serve_connection, args=(conn, cache, token),
-                             name="realscale-connection", daemon=True).start()
+        if sys.platform == "win32":
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)  # type: ignore[attr-defined]
+        try:
+            server.bind((host, port))
+        except OSError as exc:
+            msg = (f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another "
+                   "port, or port 0 for any free one")
+            raise RealscaleError(msg) from None
+        server.listen(16)
+        bound_host, bound_port = server.getsockname()[:2]
+        address = f"{bound_host}:{bound_port}"
+        if config_out is not None:
+            _write_config(config_out, address, token)
+        print(json.dumps({"address": address, "token": token, "pid": os.getpid()}), flush=True)
+        listener = _Listener(cache, token, auth_timeout, idle_timeout, max(1, max_connections),
+                             threading.Lock(), {})
+        stop = threading.Event()
+        if _stdin_is_pipe():
+            threading.Thread(target=_watch_stdin, args=(stop,), daemon=True).start()
+        try:
+            _accept_loop(server, listener, stop)
+        finally:
+            listener.stop()
     finally:
         server.close()
     return 0
 
 
-def _serve_connection(conn: socket.socket, cache: ModelCache, token: str) -> None:
-    with conn:
-        rfile, wfile = conn.makefile("rb"), conn.makefile("wb")
+def _write_config(path: Path, address: str, token: str) -> None:
+    from ..install.installer import write_json
+
+    try:
+        write_json(path, {"version": p.CONFIG_VERSION, "address": address, "token": token},
+                   private=True)
+    except OSError as exc:
+        msg = (f"cannot write the client config {path} ({exc.strerror or exc}); choose a "
+               "file in a folder you can write to")
+        raise RealscaleError(msg) from None
+
+
+def _accept_loop(server: socket.socket, listener: _Listener, stop: threading.Event) -> None:
+    server.settimeout(0.5)  # accept() is not woken by a close from another thread
+    failing = False
+    while not stop.is_set():
         try:
-            Session(rfile, wfile, cache, token=token).serve()
-        except OSError:
-            pass
-        finally:
-            for stream in (wfile, rfile):
-                with contextlib.suppress(OSError):
-                    stream.close()
+            conn, _peer = server.accept()
+        except TimeoutError:
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.EBADF, errno.EINVAL, errno.ENOTSOCK):
+                raise  # the listening socket itself is gone: nothing to wait for
+            # Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), or a peer
+            # that left before it was accepted: the connection waits in the backlog, and
+            # descriptors come back as connections end (time-outs see to idle ones).
+            if not failing:
+                print(f"realscale worker: cannot accept a connection now ({exc.strerror or exc});"
+                      " retrying", file=sys.stderr, flush=True)
+            failing = True
+            stop.wait(0.2)
+            continue
+        failing = False
+        conn.settimeout(None)
+        listener.add(conn)
 
 
 def _stdin_is_pipe() -> bool:
