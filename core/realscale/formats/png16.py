@@ -1,7 +1,7 @@
-"""16-bit PNG codec (grey, grey+alpha, RGB, RGBA), because Pillow keeps only 8 bits.
+"""16-bit PNG decoding (grey, grey+alpha, RGB, RGBA), because Pillow keeps only 8 bits.
 
-Pillow decodes 16-bit colour PNGs as 8-bit without a warning and cannot write them, so this
-module does both with zlib and numpy. Unfiltering is the slow part of PNG decoding: the Sub,
+Pillow decodes 16-bit colour PNGs as 8-bit without a warning, so this module decodes them
+with zlib and numpy (pngencode writes them). Unfiltering is the slow part of PNG decoding: the Sub,
 Average and Paeth filters make every byte depend on the one to its left. Decoding therefore
 walks the image in anti-diagonal wavefronts (every pixel on a diagonal only depends on the
 two diagonals before it) so each step is one vectorised numpy operation over a whole
@@ -12,31 +12,24 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import numpy as np
 
-from .metadata import with_prefix, without_prefix
+from .metadata import with_prefix
 from .pngchunks import (
-    SIGNATURE,
     PngDamaged,
     PngHeader,
     frame_count,
-    header_chunk,
-    iccp_chunk,
     iter_chunks,
-    make_chunk,
     parse_header,
     parse_iccp,
     parse_phys,
-    phys_chunk,
 )
 
 # Adam7 passes: (x start, y start, x step, y step).
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
           (0, 1, 1, 2))
 _BAND = 512  # rows per wavefront band: bounds the scratch memory of unfiltering
-_IDAT_SIZE = 1 << 20
 _MODES = {(1, False): "I;16", (1, True): "LA;16", (3, False): "RGB;16", (3, True): "RGBA;16"}
 
 
@@ -234,67 +227,3 @@ def _skewed_view(scratch: np.ndarray, rows: int, width: int, bpp: int) -> np.nda
         strides=(stride_d + stride_y, stride_d, stride_b),
         writeable=True,
     )
-
-
-def encode(
-    fh: BinaryIO,
-    pixels: np.ndarray,
-    *,
-    icc_profile: bytes | None = None,
-    exif: bytes | None = None,
-    dpi: tuple[float, float] | None = None,
-    level: int = 6,
-) -> None:
-    """Write uint16 HWC pixels (C in 1..4) as a 16-bit PNG to an open binary file."""
-    height, width, channels = pixels.shape
-    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
-    fh.write(SIGNATURE)
-    fh.write(header_chunk(width, height, 16, colour_type))
-    if icc_profile:
-        fh.write(iccp_chunk(icc_profile))
-    if dpi:
-        fh.write(phys_chunk(dpi))
-    if exif:
-        fh.write(make_chunk(b"eXIf", without_prefix(exif)))
-    bpp = channels * 2
-    big = pixels.astype(">u2", copy=False).view(np.uint8).reshape(height, width * bpp)
-    deflater = zlib.compressobj(level)
-    pending = bytearray()
-    previous = np.zeros(width * bpp, dtype=np.uint8)
-    for start in range(0, height, 64):
-        band = big[start : start + 64]
-        pending += deflater.compress(_filter_band(band, previous, bpp).tobytes())
-        previous = band[-1]
-        while len(pending) >= _IDAT_SIZE:
-            fh.write(make_chunk(b"IDAT", bytes(pending[:_IDAT_SIZE])))
-            del pending[:_IDAT_SIZE]
-    pending += deflater.flush()
-    fh.write(make_chunk(b"IDAT", bytes(pending)))
-    fh.write(make_chunk(b"IEND", b""))
-
-
-# Cost of a filtered byte for the filter heuristic: its size as a signed value.
-_COST = np.minimum(np.arange(256), 256 - np.arange(256)).astype(np.uint32)
-
-
-def _filter_band(band: np.ndarray, previous: np.ndarray, bpp: int) -> np.ndarray:
-    """Filter rows with whichever of the five filters gives the smallest bytes (libpng's rule).
-
-    Filtering only looks at original bytes, so unlike unfiltering it vectorises fully.
-    """
-    rows = band.shape[0]
-    above = np.concatenate([previous[None], band[:-1]], axis=0)
-    left = np.zeros_like(band)
-    left[:, bpp:] = band[:, :-bpp]
-    up_left = np.zeros_like(band)
-    up_left[:, bpp:] = above[:, :-bpp]
-    a, b, c = left.astype(np.int16), above.astype(np.int16), up_left.astype(np.int16)
-    pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
-    paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c)).astype(np.uint8)
-    candidates = np.stack(
-        [band, band - left, band - above, band - ((a + b) >> 1).astype(np.uint8), band - paeth]
-    )
-    costs = _COST[candidates].sum(axis=2)
-    best = np.argmin(costs, axis=0)
-    chosen = candidates[best, np.arange(rows)]
-    return np.concatenate([best.astype(np.uint8)[:, None], chosen], axis=1)

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ImageWriteError
-from . import png16, tiff
+from . import pngencode, tiff
 from .atomic import write_atomically
 from .convert import as_hwc, to_depth, to_layout
 from .decoded import DecodedImage
@@ -73,7 +73,6 @@ def write_image(
     pixels = as_hwc(pixels)
     target = _target_mode(pixels, like, fmt)
     grey = target.colour in ("L", "1")
-    data = to_depth(to_layout(pixels, grey, target.alpha), target.depth)
     icc = like.icc_profile if like is not None else None
     icc = icc if icc_fits(icc, target.colour) else None
     exif = like.exif if like is not None and fmt in ("PNG", "JPEG", "WEBP") else None
@@ -84,9 +83,12 @@ def write_image(
     dpi = like.dpi if like is not None and fmt != "WEBP" else None
 
     def encode(handle: BinaryIO) -> None:
-        if target.depth != DEPTH_8 and fmt == "PNG":
-            png16.encode(handle, data, icc_profile=icc, exif=exif, dpi=dpi)
-        elif target.depth != DEPTH_8:
+        if fmt == "PNG":
+            # Converted and written band by band: no second full-size image.
+            _write_png(handle, pixels, target, like, icc, exif, dpi)
+            return
+        data = to_depth(to_layout(pixels, grey, target.alpha), target.depth)
+        if target.depth != DEPTH_8:
             tiff.write_deep(handle, data, icc_profile=icc, dpi=dpi)
         else:
             image, extra = _pillow_image(data, target, like, fmt)
@@ -95,6 +97,55 @@ def write_image(
             image.save(handle, format=fmt, **options)
 
     write_atomically(name, encode, fmt)
+
+
+def _write_png(
+    handle: BinaryIO, pixels: np.ndarray, target: ModeInfo, like: DecodedImage | None,
+    icc: bytes | None, exif: bytes | None, dpi: tuple[float, float] | None,
+) -> None:
+    """The PNG of ``pixels`` in the target kind, each band of rows converted on its way to
+    the encoder: the same conversions as the other formats, one band at a time."""
+    height, width = pixels.shape[:2]
+    grey = target.colour in ("L", "1")
+    palette = transparency = None
+    if target.colour == "P":
+        assert like is not None and like.palette is not None  # _target_mode's rule
+        entries = like.palette[:256]
+        colours = len(entries)
+        bit_depth = 1 if colours <= 2 else 2 if colours <= 4 else 4 if colours <= 16 else 8
+        colour_type = pngencode.PALETTE
+        palette = entries[:, :3].tobytes()
+        if (entries[:, 3] < 255).any():
+            transparency = entries[:, 3].tobytes()
+
+        def rows(band: np.ndarray) -> np.ndarray:
+            rgb = to_depth(to_layout(band, grey=False, alpha=target.alpha), DEPTH_8)
+            indices = quantize(to_layout(rgb, grey=False, alpha=True), entries)
+            return pngencode.scanlines(indices[:, :, None], bit_depth)
+    elif target.colour == "1":
+        bit_depth, colour_type = 1, pngencode.GREY
+
+        def rows(band: np.ndarray) -> np.ndarray:
+            level = to_depth(to_layout(band, grey=True, alpha=False), DEPTH_8)
+            return pngencode.scanlines((level >= 128).astype(np.uint8), 1)
+    else:
+        bit_depth = 8 if target.depth == DEPTH_8 else 16
+        colour_type = {(True, False): pngencode.GREY, (True, True): pngencode.GREY_ALPHA,
+                       (False, False): pngencode.RGB, (False, True): pngencode.RGBA}[
+            (grey, target.alpha)]
+        depth = DEPTH_8 if bit_depth == 8 else DEPTH_16
+
+        def rows(band: np.ndarray) -> np.ndarray:
+            return pngencode.scanlines(to_depth(to_layout(band, grey, target.alpha), depth),
+                                       bit_depth)
+
+    written = pngencode.SAMPLES[colour_type] * bit_depth / 8
+    step = pngencode.band_rows(width, max(written, pixels.shape[2] * pixels.dtype.itemsize))
+    pngencode.encode(
+        handle, (rows(pixels[top : top + step]) for top in range(0, height, step)),
+        width=width, height=height, colour_type=colour_type, bit_depth=bit_depth,
+        palette=palette, transparency=transparency, icc_profile=icc, exif=exif, dpi=dpi,
+    )
 
 
 def _target_mode(pixels: np.ndarray, like: DecodedImage | None, fmt: str) -> ModeInfo:
