@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import shutil
 import stat
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
-from worker_support import REPO
+from worker_support import REPO, WORKER_PYTHON, worker_env
 
 from realscale.cli import main
 from realscale.errors import RealscaleError
 from realscale.install import host_folders, kritarc_path
+from realscale.install.doctor import report
+from realscale.install.files import FileWriteError, write_text
 from realscale.install.installer import install, package, records, set_ini_value, uninstall
 from realscale.install.manifest import load_manifest
 
@@ -152,6 +156,118 @@ def test_gimp_folders_include_the_flatpak_when_it_is_there(home: Path) -> None:
     assert host_folders("gimp") == [flatpak]
     (home / ".config" / "GIMP" / "3.0").mkdir(parents=True)
     assert host_folders("gimp") == [native, flatpak]
+    # The Flatpak's GIMP 3.2 has run: its own folder, not 3.0's any more.
+    (home / ".var/app/org.gimp.GIMP/config/GIMP/3.2").mkdir(parents=True)
+    assert host_folders("gimp") == [native, flatpak.parent.parent / "3.2" / "plug-ins"]
+
+
+def test_gimp_folders_are_every_gimp_3_version_that_exists(home: Path) -> None:
+    gimp = home / ".config" / "GIMP"
+    # A user who runs only GIMP 3.2: 3.2's folder, and no 3.0 folder made up.
+    (gimp / "3.2").mkdir(parents=True)
+    assert host_folders("gimp") == [gimp / "3.2" / "plug-ins"]
+    for name in ("3.0", "3.10", "2.10", "3.2-old", "3.x"):
+        (gimp / name).mkdir()
+    (gimp / "3.4").write_text("a file, not a GIMP folder")
+    assert host_folders("gimp") == [gimp / v / "plug-ins" for v in ("3.0", "3.2", "3.10")]
+    roaming, support = home / "AppData" / "Roaming", home / "Library" / "Application Support"
+    (roaming / "GIMP" / "3.2").mkdir(parents=True)
+    assert host_folders("gimp", "win32") == [roaming / "GIMP/3.2/plug-ins"]
+    (support / "GIMP" / "3.2").mkdir(parents=True)
+    (support / "GIMP" / "3.0").mkdir(parents=True)
+    assert host_folders("gimp", "darwin") == [support / "GIMP/3.0/plug-ins",
+                                              support / "GIMP/3.2/plug-ins"]
+
+
+def test_gimp_install_for_a_user_who_already_runs_gimp_3_2(home: Path, plugins: Path) -> None:
+    gimp = home / ".config" / "GIMP"
+    (gimp / "3.2" / "plug-ins").mkdir(parents=True)
+    (gimp / "3.2" / "gimprc").write_text("(theme \"Dark\")\n")
+    reports = install("gimp", plugins_root=plugins, write_config=False)
+    assert [r.folder for r in reports] == [gimp / "3.2" / "plug-ins"]
+    assert os.access(gimp / "3.2/plug-ins/realscale-upscale/realscale-upscale.py", os.X_OK)
+    assert sorted(os.listdir(gimp)) == ["3.2"], "no GIMP/3.0 folder that nothing reads"
+    lines: list[str] = []
+    report(lines.append)
+    text = "\n".join(lines)
+    assert f"{gimp / '3.2' / 'plug-ins'} (exists, realscale" in text
+    uninstall("gimp")
+    assert _tree(gimp) == ["3.2", "3.2/gimprc", "3.2/plug-ins"]
+
+
+def test_gimp_install_covers_every_version_folder(home: Path, plugins: Path) -> None:
+    gimp = home / ".config" / "GIMP"
+    for version in ("3.0", "3.2"):
+        (gimp / version).mkdir(parents=True)
+    reports = install("gimp", plugins_root=plugins, write_config=False)
+    assert [r.folder for r in reports] == [gimp / "3.0/plug-ins", gimp / "3.2/plug-ins"]
+    for version in ("3.0", "3.2"):
+        assert (gimp / version / "plug-ins/realscale-upscale/realscale_client.py").is_file()
+    assert len(records("gimp")) == 2
+    uninstall("gimp")
+    assert _tree(gimp) == ["3.0", "3.2"]
+
+
+def _gimp_first_start(gimp: Path, old: str, new: str) -> None:
+    """What a newer GIMP does on its first start: copy the older version's whole folder."""
+    shutil.copytree(gimp / old, gimp / new, copy_function=shutil.copy2)
+    (gimp / new / "sessionrc").write_text("(session-info)\n")
+
+
+def test_gimp_uninstall_takes_back_the_copy_gimp_3_2_made(
+    home: Path, plugins: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REALSCALE_PLUGINS_DIR", str(plugins))  # doctor reads this manifest
+    gimp = home / ".config" / "GIMP"
+    [first] = install("gimp", plugins_root=plugins, write_config=False)
+    assert first.folder == gimp / "3.0" / "plug-ins", "no GIMP folder yet: the 3.0 one"
+    _write(gimp / "3.0" / "plug-ins" / "theirs" / "theirs.py", "x")
+    _gimp_first_start(gimp, "3.0", "3.2")
+    lines: list[str] = []
+    report(lines.append)
+    assert any("3.2/plug-ins (exists, holds a copy GIMP made" in line for line in lines), lines
+    removed = uninstall("gimp")
+    assert gimp / "3.2/plug-ins/realscale-upscale/realscale-upscale.py" in removed
+    # Ours is gone from both; what others put there and GIMP's own files stay.
+    assert _tree(gimp / "3.2") == ["plug-ins", "plug-ins/theirs", "plug-ins/theirs/theirs.py",
+                                   "sessionrc"]
+    assert _tree(gimp / "3.0") == ["plug-ins", "plug-ins/theirs", "plug-ins/theirs/theirs.py"]
+
+
+def test_gimp_uninstall_keeps_a_copy_that_was_changed(home: Path, plugins: Path) -> None:
+    gimp = home / ".config" / "GIMP"
+    install("gimp", plugins_root=plugins, write_config=False)
+    _gimp_first_start(gimp, "3.0", "3.2")
+    edited = gimp / "3.2/plug-ins/realscale-upscale/realscale-upscale.py"
+    edited.write_text("#!/usr/bin/env python3\n# the user's own edit\n")
+    uninstall("gimp")
+    assert _tree(gimp / "3.2" / "plug-ins") == ["realscale-upscale",
+                                                "realscale-upscale/realscale-upscale.py"]
+    assert not (gimp / "3.0").exists(), "install made 3.0 and its parents; uninstall removed them"
+
+
+def test_gimp_reinstall_after_gimp_3_2_copied_the_plugin(home: Path, plugins: Path) -> None:
+    gimp = home / ".config" / "GIMP"
+    install("gimp", plugins_root=plugins, write_config=False)
+    _gimp_first_start(gimp, "3.0", "3.2")
+    reports = install("gimp", plugins_root=plugins, write_config=False)
+    assert [r.folder for r in reports] == [gimp / "3.0/plug-ins", gimp / "3.2/plug-ins"]
+    assert len(records("gimp")) == 2
+    uninstall("gimp")
+    assert _tree(gimp / "3.2") == ["plug-ins", "sessionrc"], "nothing of ours, not even a folder"
+
+
+def test_doctor_names_a_gimp_version_without_the_plugin(home: Path, plugins: Path) -> None:
+    gimp = home / ".config" / "GIMP"
+    (gimp / "3.0").mkdir(parents=True)
+    install("gimp", plugins_root=plugins, write_config=False)
+    (gimp / "3.2").mkdir()  # GIMP 3.2 started once before 3.0's folder held the plug-in
+    lines: list[str] = []
+    report(lines.append)
+    [line] = [line for line in lines if str(gimp / "3.2" / "plug-ins") in line]
+    assert "PROBLEM: the plug-in is not installed for this GIMP version; run `realscale " \
+           "install gimp` again" in line
+    assert any(line.strip() == "gimp     supports GIMP 3.0 and 3.2" for line in lines), lines
 
 
 def test_host_folders_on_windows_and_macos(home: Path) -> None:
@@ -236,3 +352,167 @@ def test_the_repositorys_own_plugins_package(host: str, tmp_path: Path) -> None:
     if host == "krita":
         assert {f"{manifest.name}/", f"{manifest.name}/__init__.py",
                 f"{manifest.name}.desktop"} <= names
+
+
+def test_the_repositorys_manifests_say_what_they_support() -> None:
+    assert load_manifest("gimp").supports == "GIMP 3.0 and 3.2"
+    assert (load_manifest("krita").supports or "").startswith("Krita 5.")
+
+
+def test_package_prints_what_each_host_supports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["package", "gimp", "krita", "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"{tmp_path / 'realscale-gimp-0.1.0.zip'} (supports GIMP 3.0 and 3.2)",
+        f"{tmp_path / 'realscale-krita-0.1.0.zip'} (supports {load_manifest('krita').supports})",
+    ]
+
+
+def test_a_manifests_supports_must_be_text(plugins: Path) -> None:
+    path = plugins / "gimp" / "manifest.json"
+    raw = json.loads(path.read_text())
+    raw["supports"] = ["3.0", "3.2"]
+    path.write_text(json.dumps(raw))
+    with pytest.raises(RealscaleError, match="'supports' must be a non-empty string"):
+        load_manifest("gimp", plugins)
+
+
+# -- files realscale writes: never through someone else's file or link (issue 12, defect 9) --
+
+
+def _hello(proc: subprocess.Popen[bytes], timeout: float = 120) -> dict[str, str]:
+    """The worker's first stdout line (its address and token), or fail with its stderr."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        if selector.select(timeout):
+            line = proc.stdout.readline()
+            if line:
+                return json.loads(line)
+    proc.kill()
+    _out, err = proc.communicate()
+    pytest.fail(f"the worker announced nothing; stderr:\n{err.decode(errors='replace')}")
+
+
+@pytest.mark.parametrize("planted", ["file", "symlink"])
+def test_config_out_never_writes_through_a_planted_temporary_file(
+    tmp_path: Path, planted: str
+) -> None:
+    config = tmp_path / "token.json"
+    victim = tmp_path / "elsewhere.txt"
+    victim.write_text("the victim's file\n")
+    victim.chmod(0o644)
+    # The shell's pid becomes the worker's (exec keeps it): the temporary name that
+    # --config-out used before (FILE.<pid>.tmp) can be planted before the worker starts.
+    script = 'read go && exec "$0" -m realscale worker --listen 127.0.0.1:0 --config-out "$1"'
+    proc = subprocess.Popen(["sh", "-c", script, WORKER_PYTHON, str(config)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=worker_env(), cwd=tmp_path)
+    assert proc.stdin is not None
+    trap = tmp_path / f"token.json.{proc.pid}.tmp"
+    if planted == "file":
+        trap.write_text("planted\n")
+        trap.chmod(0o644)  # someone else's file: its mode would stay around the token
+    else:
+        trap.symlink_to(victim)  # would send the token into the victim's file
+    try:
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        hello = _hello(proc)
+        assert not config.is_symlink() and config.is_file()
+        assert stat.S_IMODE(config.stat().st_mode) == 0o600
+        assert json.loads(config.read_text())["token"] == hello["token"]
+        assert victim.read_text() == "the victim's file\n"
+        assert hello["token"] not in victim.read_text()
+        if planted == "file":
+            assert trap.read_text() == "planted\n"
+            assert stat.S_IMODE(trap.stat().st_mode) == 0o644
+        else:
+            assert trap.is_symlink() and os.readlink(trap) == str(victim)
+        assert sorted(os.listdir(tmp_path)) == sorted([config.name, victim.name, trap.name])
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_private_files_are_created_with_mode_600_from_the_start(tmp_path: Path) -> None:
+    target = tmp_path / "worker.json"
+    target.write_text("old\n")
+    target.chmod(0o644)
+    old_umask = os.umask(0)  # nothing masks a mode that was wrong at creation
+    try:
+        write_text(target, "secret\n", private=True)
+        write_text(tmp_path / "kritarc", "[python]\n")
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600 and target.read_text() == "secret\n"
+    assert stat.S_IMODE((tmp_path / "kritarc").stat().st_mode) == 0o644
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "kritarc")
+    write_text(link, "{}\n", private=True)
+    assert not link.is_symlink() and link.read_text() == "{}\n"
+    assert (tmp_path / "kritarc").read_text() == "[python]\n", "the link is replaced, not followed"
+    assert sorted(os.listdir(tmp_path)) == ["kritarc", "link.json", "worker.json"]
+
+
+def _unwritable(folder: Path, command: list[str]) -> list[str]:
+    """``command`` run with ``folder`` unwritable: a read-only bind mount in a private mount
+    namespace for root (whom permission bits do not stop), else mode 555."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return command
+    assert shutil.which("unshare"), "root runs this test with util-linux's unshare"
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+            str(folder), *command]
+
+
+@pytest.mark.parametrize("where", ["read-only folder", "a file in the way"])
+def test_config_out_that_cannot_be_written_is_one_line(tmp_path: Path, where: str) -> None:
+    folder = tmp_path / "configs"
+    command = [WORKER_PYTHON, "-m", "realscale", "worker", "--listen", "127.0.0.1:0"]
+    if where == "read-only folder":
+        folder.mkdir()
+        config = folder / "token.json"
+        command = _unwritable(folder, [*command, "--config-out", str(config)])
+    else:
+        folder.write_text("a file, not a folder")
+        config = folder / "sub" / "token.json"
+        command = [*command, "--config-out", str(config)]
+    proc = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=120, env=worker_env(), check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == "", "no address or token announced for a config that was not written"
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("realscale: cannot write ") and str(config) in line, line
+    reason = "Read-only file system" if where == "read-only folder" else f"{folder} is not a folder"
+    assert reason in line, line
+    if folder.is_dir():
+        assert os.listdir(folder) == [], "no config and no temporary file left"
+
+
+def test_install_into_a_folder_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    folder = tmp_path / "plug-ins"
+    folder.mkdir()
+    command = _unwritable(folder, [WORKER_PYTHON, "-m", "realscale", "install", "gimp",
+                                   "--dest", str(folder), "--no-config"])
+    env = worker_env(REALSCALE_CONFIG_DIR=str(tmp_path / "records"))
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env,
+                          check=False)
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith(f"realscale: cannot install the gimp plug-in into {folder} ("), line
+    assert "Read-only file system" in line or "Permission denied" in line, line
+    assert os.listdir(folder) == []
+
+
+def test_write_text_failure_is_a_realscale_error(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("x")
+    with pytest.raises(FileWriteError, match=r"blocker is not a folder\); choose a file"):
+        write_text(tmp_path / "blocker" / "deeper" / "worker.json", "{}", private=True)
+    assert issubclass(FileWriteError, RealscaleError)

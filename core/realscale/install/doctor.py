@@ -10,7 +10,15 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import RealscaleError
+from .manifest import Manifest, load_manifest
 from .paths import HOSTS, host_folders, kritarc_path, plugins_root
+
+
+def _manifest(host: str) -> Manifest | None:
+    try:
+        return load_manifest(host)
+    except RealscaleError:
+        return None  # reported below, with the plug-in sources
 
 
 def _gib(value: float) -> str:
@@ -87,7 +95,12 @@ def report(out: Callable[[str], None] = print) -> int:
 
     installed = {Path(r.get("folder", "")): r for _p, r in records()}
     for host in HOSTS:
-        for folder in host_folders(host):
+        folders = host_folders(host)
+        manifest = _manifest(host)
+        if manifest is not None and manifest.supports:
+            out(f"  {host:8s} supports {manifest.supports}")
+        used = any(folder in installed for folder in folders)
+        for folder in folders:
             state = "exists" if folder.is_dir() else "absent"
             record = installed.get(folder)
             if record:
@@ -98,6 +111,16 @@ def report(out: Callable[[str], None] = print) -> int:
                 if missing:
                     problems += 1
                     state += f", {len(missing)} file(s) MISSING"
+            elif host == "gimp" and used and folder.parent.is_dir():
+                # Each GIMP 3 version reads only its own folder: one the user runs lacks it.
+                if manifest is not None and all((folder / f.dest).is_file()
+                                                for f in manifest.files):
+                    state += (", holds a copy GIMP made of another version's plug-ins; "
+                              "`realscale install gimp` takes it over")
+                else:
+                    problems += 1
+                    state += (", PROBLEM: the plug-in is not installed for this GIMP version; "
+                              "run `realscale install gimp` again")
             out(f"  {host:8s} {folder} ({state})")
     out(f"  kritarc  {kritarc_path()}")
     others = [r for folder, r in installed.items()

@@ -17,14 +17,16 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..errors import RealscaleError
+from .files import write_json, write_text
 from .manifest import Manifest, directories, load_manifest
-from .paths import host_folders, kritarc_path
+from .paths import GIMP_VERSION_FOLDER, host_folders, kritarc_path
 
 RECORD_VERSION = 1
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -32,22 +34,6 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 # -- small file helpers -----------------------------------------------------------------
-
-
-def write_json(path: Path, data: dict[str, Any], *, private: bool = False) -> str:
-    """Write ``data`` atomically (mode 600 when ``private``); returns the text written."""
-    text = json.dumps(data, indent=2) + "\n"
-    write_text(path, text, private=private)
-    return text
-
-
-def write_text(path: Path, text: str, *, private: bool = False) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-        handle.write(text)
-    os.replace(temp, path)
 
 
 def _sha256(path: Path) -> str:
@@ -195,16 +181,17 @@ def install(host: str, *, dest: Path | None = None, plugins_root: Path | None = 
     """Install the host plug-in into ``dest`` (default: each of the host's folders)."""
     manifest = load_manifest(host, plugins_root)
     folders = [dest] if dest is not None else host_folders(host)
+    folders = [Path(os.path.abspath(folder)) for folder in folders]
     config_file = (config or default_config_path()) if write_config else None
     config_data = worker_config(python or sys.executable, model_dirs) if write_config else None
-    reports = []
+    # A reinstall replaces the earlier installs, all of them before the first new file: undoing
+    # one also takes back the copies GIMP made of it in the other folders.
     for folder in folders:
-        folder = Path(os.path.abspath(folder))
         record_path = _record_path(host, folder)
         if record_path.is_file():
-            uninstall_record(record_path, quiet=True)  # a reinstall replaces the old one
-        reports.append(_install_into(manifest, folder, record_path, config_file, config_data))
-    return reports
+            uninstall_record(record_path, quiet=True)
+    return [_install_into(manifest, folder, _record_path(host, folder), config_file, config_data)
+            for folder in folders]
 
 
 def _install_into(manifest: Manifest, folder: Path, record_path: Path,
@@ -216,18 +203,16 @@ def _install_into(manifest: Manifest, folder: Path, record_path: Path,
         "installed": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "files": [], "dirs": [], "kritarc": None, "config": None,
     }
-    created: list[str] = []
     targets = [_target(manifest.host, folder, f.dest) for f in manifest.files]
-    for target in [folder] + sorted({t.parent for t in targets}, key=lambda p: len(p.parts)):
-        missing = []
-        while not target.exists():
-            missing.append(target)
-            target = target.parent
-        for path in reversed(missing):
-            path.mkdir()
-            created.append(str(path))
-    record["dirs"] = created
     try:
+        for target in [folder] + sorted({t.parent for t in targets}, key=lambda p: len(p.parts)):
+            missing = []
+            while not target.exists():
+                missing.append(target)
+                target = target.parent
+            for path in reversed(missing):
+                path.mkdir()
+                record["dirs"].append(str(path))
         for item, target in zip(manifest.files, targets, strict=True):
             if target.is_dir():
                 msg = f"{target} is a folder; remove it or install elsewhere with --dest"
@@ -256,6 +241,13 @@ def _install_into(manifest: Manifest, folder: Path, record_path: Path,
             record["config"] = {"path": str(config_file), "text": text,
                                 "previous": previous_text}
             report.config = config_file
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.filename and Path(exc.filename) != folder:
+            reason += f": {exc.filename}"
+        msg = (f"cannot install the {manifest.host} plug-in into {folder} ({reason}); make "
+               "that folder writable or choose another with --dest")
+        raise RealscaleError(msg) from None
     finally:
         # Written even when a step failed: uninstall can always take back what was done.
         write_json(record_path, record)
@@ -296,7 +288,8 @@ def uninstall(host: str, *, dest: Path | None = None) -> list[Path]:
 
 
 def uninstall_record(record_path: Path, quiet: bool = False) -> list[Path]:
-    """Undo one install record; returns the files removed."""
+    """Undo one install record (and, for GIMP, the copies GIMP made of it); returns the
+    files removed."""
     record = json.loads(record_path.read_text(encoding="utf-8"))
     removed: list[Path] = []
     for entry in record.get("files", []):
@@ -307,12 +300,8 @@ def uninstall_record(record_path: Path, quiet: bool = False) -> list[Path]:
                       "removing it anyway", file=sys.stderr)
             target.unlink()
             removed.append(target)
-    for folder in sorted(map(Path, record.get("dirs", [])), key=lambda p: -len(p.parts)):
-        cache = folder / "__pycache__"
-        if cache.is_dir() and all(p.suffix == ".pyc" for p in cache.iterdir()):
-            shutil.rmtree(cache)  # the host compiled our modules there
-        with contextlib.suppress(OSError):  # not empty: something else lives there now
-            folder.rmdir()
+    _remove_empty(map(Path, record.get("dirs", [])))
+    removed += _remove_gimp_copies(record)
     record_path.unlink()  # first: the restores below look for other installs' records
     if record.get("kritarc"):
         _restore_kritarc(record["kritarc"])
@@ -321,6 +310,46 @@ def uninstall_record(record_path: Path, quiet: bool = False) -> list[Path]:
     for folder in (record_path.parent, record_path.parent.parent):
         with contextlib.suppress(OSError):  # left only while something else is in them
             folder.rmdir()
+    return removed
+
+
+def _remove_empty(folders: Iterable[Path]) -> None:
+    """Remove the folders that are empty, deepest first (a ``__pycache__`` of ours too)."""
+    for folder in sorted(folders, key=lambda p: -len(p.parts)):
+        cache = folder / "__pycache__"
+        if cache.is_dir() and all(p.suffix == ".pyc" for p in cache.iterdir()):
+            shutil.rmtree(cache)  # the host compiled our modules there
+        with contextlib.suppress(OSError):  # not empty: something else lives there now
+            folder.rmdir()
+
+
+def _remove_gimp_copies(record: dict[str, Any]) -> list[Path]:
+    """Remove the copies of a GIMP install that GIMP itself made: on its first start a newer
+    GIMP 3 copies the older version's whole folder (``GIMP/3.0`` to ``GIMP/3.2``), plug-ins
+    included, and then reads only its own. Only files identical to what was installed go,
+    and only from a version folder that has no install record of its own."""
+    folder = Path(record.get("folder", ""))
+    if (record.get("host") != "gimp" or folder.name != "plug-ins"
+            or not GIMP_VERSION_FOLDER.fullmatch(folder.parent.name)
+            or not folder.parent.parent.is_dir()):
+        return []
+    removed: list[Path] = []
+    inside = [Path(d).relative_to(folder) for d in record.get("dirs", [])
+              if Path(d) != folder and Path(d).is_relative_to(folder)]
+    for version in sorted(folder.parent.parent.iterdir()):
+        copy_root = version / "plug-ins"
+        if (version == folder.parent or not GIMP_VERSION_FOLDER.fullmatch(version.name)
+                or not copy_root.is_dir() or _record_path("gimp", copy_root).is_file()):
+            continue
+        for entry in record.get("files", []):
+            original = Path(entry["path"])
+            if not original.is_relative_to(folder):
+                continue
+            copy = copy_root / original.relative_to(folder)
+            if copy.is_file() and not copy.is_symlink() and _sha256(copy) == entry.get("sha256"):
+                copy.unlink()
+                removed.append(copy)
+        _remove_empty(copy_root / relative for relative in inside)
     return removed
 
 

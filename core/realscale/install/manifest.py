@@ -5,11 +5,14 @@ Schema v1 (see docs/install.md)::
     {"version": 1, "host": "gimp", "name": "realscale-upscale",
      "files": [{"src": "realscale-upscale/realscale-upscale.py",
                 "dest": "realscale-upscale/realscale-upscale.py", "executable": true}],
-     "client_dest": "realscale-upscale/realscale_client.py"}
+     "client_dest": "realscale-upscale/realscale_client.py",
+     "supports": "GIMP 3.0 and 3.2"}
 
 ``src`` is relative to ``plugins/<host>/``; ``dest`` and ``client_dest`` are relative to the
 host's per-user plug-in folder, and to the root of the zip ``realscale package`` builds.
-``client_dest`` may be null for a plug-in that does not use the client.
+``client_dest`` may be null for a plug-in that does not use the client. ``supports`` (optional)
+says in words which host versions the plug-in is made and tested for; ``realscale package``
+and ``doctor`` print it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ class Manifest:
     files: tuple[PluginFile, ...]
     """The host's own files, then the vendored client (unless ``client_dest`` is null)."""
     path: Path
+    supports: str | None = None
+    """Which host versions the plug-in supports, in words ("GIMP 3.0 and 3.2")."""
 
 
 def _relative(value: object, where: str, field: str) -> str:
@@ -103,11 +108,15 @@ def load_manifest(host: str, root: Path | None = None) -> Manifest:
     if raw.get("client_dest") is not None:  # null: the plug-in does not use the client
         client_dest = _relative(raw.get("client_dest"), where, "client_dest")
         files.append(PluginFile(client_file(root), client_dest))
+    supports = raw.get("supports")
+    if supports is not None and (not isinstance(supports, str) or not supports.strip()):
+        msg = f"{where}: 'supports' must be a non-empty string, got {supports!r}"
+        raise RealscaleError(msg)
     dests = [f.dest for f in files]
     if len(set(dests)) != len(dests):
         msg = f"{where}: two files go to the same place ({sorted(dests)})"
         raise RealscaleError(msg)
-    return Manifest(host, name, tuple(files), path)
+    return Manifest(host, name, tuple(files), path, supports.strip() if supports else None)
 
 
 def directories(dests: list[str]) -> list[str]:

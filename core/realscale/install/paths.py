@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
 
 from ..errors import RealscaleError
 
 HOSTS = ("gimp", "krita", "resolve")
+GIMP_VERSION_FOLDER = re.compile(r"3\.(\d+)")
+"""A GIMP 3 per-user folder's name: ``3.0``, ``3.2``, ... (the minor version)."""
 _PLUGINS_PACKAGE = "realscale.plugins_data"
 """The installed copy of the repository's plugins/ folder (package data of the wheel)."""
 
@@ -60,28 +63,47 @@ def _xdg(variable: str, default: str) -> Path:
     return Path(value) if value and os.path.isabs(value) else _home() / default
 
 
+def _gimp_folders(config: Path) -> list[Path]:
+    """``plug-ins`` of every GIMP 3 version folder (``GIMP/3.0``, ``GIMP/3.2``, ...) under
+    ``config`` that exists, oldest version first."""
+    try:
+        entries = list((config / "GIMP").iterdir())
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        match = GIMP_VERSION_FOLDER.fullmatch(entry.name)
+        if match and entry.is_dir():
+            found.append((int(match[1]), entry / "plug-ins"))
+    return [folder for _minor, folder in sorted(found)]
+
+
 def host_folders(host: str, platform: str | None = None) -> list[Path]:
     """The per-user plug-in folders ``realscale install HOST`` writes to.
 
-    GIMP may have two on Linux: the Flatpak's (when the Flatpak has run once) and the
-    native one (when it exists, or when there is no Flatpak).
+    GIMP: each GIMP 3 version reads only its own folder (``GIMP/3.0``, ``GIMP/3.2``, ...),
+    so every one that exists, natively and in the Flatpak's sandbox (once the Flatpak has
+    run); ``GIMP/3.0`` when none exists yet, which a newer GIMP copies on its first start.
     """
     platform = platform or sys.platform
     if host == "gimp":
         if os.environ.get("GIMP3_DIRECTORY"):
             return [Path(os.environ["GIMP3_DIRECTORY"]) / "plug-ins"]
         if platform == "win32":
-            return [_appdata() / "GIMP" / "3.0" / "plug-ins"]
-        if platform == "darwin":
-            return [_home() / "Library" / "Application Support" / "GIMP" / "3.0" / "plug-ins"]
-        native = _xdg("XDG_CONFIG_HOME", ".config") / "GIMP" / "3.0"
+            config = _appdata()
+        elif platform == "darwin":
+            config = _home() / "Library" / "Application Support"
+        else:
+            config = _xdg("XDG_CONFIG_HOME", ".config")
+        native = _gimp_folders(config)
         flatpak_app = _home() / ".var" / "app" / "org.gimp.GIMP"
-        folders = []
-        if flatpak_app.is_dir():
-            folders.append(flatpak_app / "config" / "GIMP" / "3.0" / "plug-ins")
-        if native.is_dir() or not folders:
-            folders.insert(0, native / "plug-ins")
-        return folders
+        flatpak: list[Path] = []
+        if platform not in ("win32", "darwin") and flatpak_app.is_dir():
+            flatpak = (_gimp_folders(flatpak_app / "config")
+                       or [flatpak_app / "config" / "GIMP" / "3.0" / "plug-ins"])
+        if not native and not flatpak:
+            native = [config / "GIMP" / "3.0" / "plug-ins"]
+        return native + flatpak
     if host == "krita":
         if platform == "win32":
             return [_appdata() / "krita" / "pykrita"]
