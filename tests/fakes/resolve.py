@@ -13,9 +13,15 @@ the fake makes it a switch so the script is tested both ways:
 - ``track_index_supported``: whether AddTrack honours ``newTrackOptions["index"]`` (Resolve
   before 19.1 only appends tracks).
 
-ImportMedia really reads the file (frame count, rate, size) with realscale's ffmpeg probe.
+ImportMedia really reads the file (frame count, rate, size, whether it has audio) with
+realscale's ffmpeg probe. A clip with audio that the tests put on the timeline gets its linked
+audio item on an audio track, as in Resolve, so tests can check that it stays as it was.
 The Fusion UIManager is faked too (FakeUI): widgets keep their properties, a FakeDispatcher
-runs a scripted "user" instead of an event loop, and fires timers in real time.
+runs a scripted "user" instead of an event loop, and fires timers in real time. Widgets are
+built in the Python form (``ui.VGroup({props}, [children])``) and the Lua form, where one
+table holds both (``ui:VGroup{ID = "x", child1, child2}``: integer keys are the children).
+tests/resolve/resolve_lua.py hands these same objects to the Lua script the way Resolve's Lua
+binding does.
 """
 
 from __future__ import annotations
@@ -64,10 +70,12 @@ class _Recorded:
 
 
 class FakeMediaPoolItem(_Recorded):
-    def __init__(self, recorder: FakeResolve, properties: dict[str, str]) -> None:
+    def __init__(self, recorder: FakeResolve, properties: dict[str, str],
+                 has_audio: bool = False) -> None:
         self.recorder = recorder
         self.properties = dict(properties)
         self.unique_id = f"mpi-{next(_ids)}"
+        self.has_audio = has_audio
 
     def GetName(self) -> str:
         return self.properties.get("Clip Name", "")
@@ -94,17 +102,19 @@ class FakeMediaPoolItem(_Recorded):
 
 def media_item_for(recorder: FakeResolve, path: str) -> FakeMediaPoolItem:
     """A media pool item for a real video file, with the properties Resolve shows."""
-    from realscale.video.probe import frame_times
+    from realscale.video.probe import frame_times, probe
 
     times = frame_times(path)
     rate = times.frame_rate()
     width, height = times.size or (0, 0)
     fps = f"{float(rate):.3f}".rstrip("0").rstrip(".")
+    has_audio = bool(probe(path).of_kind("audio"))
     return FakeMediaPoolItem(recorder, {
-        "Clip Name": os.path.basename(path), "File Path": path, "Type": "Video",
+        "Clip Name": os.path.basename(path), "File Path": path,
+        "Type": "Video + Audio" if has_audio else "Video",
         "Frames": str(len(times)), "FPS": fps, "Resolution": f"{width}x{height}",
         "Start": "0", "End": str(len(times) - 1),
-    })
+    }, has_audio)
 
 
 class FakeFolder(_Recorded):
@@ -143,6 +153,8 @@ class FakeTimelineItem(_Recorded):
         self.takes: list[tuple[FakeMediaPoolItem, int, int]] = []
         """(media item, first frame, last frame) of each take; empty: not a take selector."""
         self.selected_take = 0
+        self.audio: FakeTimelineItem | None = None
+        """The linked audio item of a clip with sound (on an audio track)."""
 
     def GetName(self) -> str:
         return self.name or (self.media_item.GetName() if self.media_item else "")
@@ -246,20 +258,38 @@ class FakeTimeline(_Recorded):
     def add_clip(self, media_item: FakeMediaPoolItem | None, track: int, record: int,
                  source_start: int, length: int, name: str = "") -> FakeTimelineItem:
         """Test set-up: put a clip on the timeline (not a scripting call); no media item
-        makes a generator or title."""
+        makes a generator or title. A clip with audio brings its linked audio item (on the
+        audio track of the same number)."""
         while len(self.tracks["video"]) < track:
             self.tracks["video"].append([])
             self.track_names["video"].append(f"Video {len(self.tracks['video'])}")
         item = FakeTimelineItem(self.recorder, self, media_item, record, source_start, length,
                                 name)
         self.tracks["video"][track - 1].append(item)
+        if media_item is not None and media_item.has_audio:
+            item.audio = self._add_audio(media_item, track, record, source_start, length)
         return item
+
+    def _add_audio(self, media_item: FakeMediaPoolItem, track: int, record: int,
+                   source_start: int, length: int) -> FakeTimelineItem:
+        while len(self.tracks["audio"]) < track:
+            self.tracks["audio"].append([])
+            self.track_names["audio"].append(f"Audio {len(self.tracks['audio'])}")
+        audio = FakeTimelineItem(self.recorder, self, media_item, record, source_start, length)
+        self.tracks["audio"][track - 1].append(audio)
+        return audio
 
     def track_of(self, item: FakeTimelineItem) -> int:
         for index, items in enumerate(self.tracks["video"], start=1):
             if any(other is item for other in items):
                 return index
         raise ValueError("item is not on the timeline")
+
+    def audio_state(self) -> list[list[tuple[Any, ...]]]:
+        """Every audio track's items (media, start, length, source start): tests compare it
+        before and after a run."""
+        return [[(i.media_item, i.start, i.length, i.source_start) for i in track]
+                for track in self.tracks["audio"]]
 
     def GetName(self) -> str:
         return self.name
@@ -297,6 +327,14 @@ class FakeTimeline(_Recorded):
         names.insert(index - 1, f"Video {len(tracks)}")
         return True
 
+    def DeleteTrack(self, trackType: str, trackIndex: int) -> bool:
+        tracks = self.tracks[trackType]
+        if not 1 <= trackIndex <= len(tracks) or len(tracks) == 1:
+            return False
+        del tracks[trackIndex - 1]
+        del self.track_names[trackType][trackIndex - 1]
+        return True
+
     def GetItemListInTrack(self, trackType: str, index: int) -> list[FakeTimelineItem]:
         return sorted(self.tracks[trackType][index - 1], key=lambda i: i.start)
 
@@ -305,7 +343,7 @@ class FakeTimeline(_Recorded):
 
     def DeleteClips(self, timelineItems: list[FakeTimelineItem], Bool: bool = False) -> bool:
         for item in timelineItems:
-            for track in self.tracks["video"]:
+            for track in self.tracks["video"] + self.tracks["audio"]:
                 if item in track:
                     track.remove(item)
         return True
@@ -319,6 +357,7 @@ class FakeMediaPool(_Recorded):
         self.recorder = recorder
         self.root = FakeFolder(recorder, "Master")
         self.current = self.root
+        self.selected: list[FakeMediaPoolItem] = []
 
     def GetRootFolder(self) -> FakeFolder:
         return self.root
@@ -335,6 +374,26 @@ class FakeMediaPool(_Recorded):
         assert isinstance(folder, FakeFolder)
         self.current = folder
         return True
+
+    def GetSelectedClips(self) -> list[FakeMediaPoolItem]:
+        return list(self.selected)
+
+    def SetSelectedClip(self, mediaPoolItem: FakeMediaPoolItem) -> bool:
+        self.selected = [mediaPoolItem]
+        return True
+
+    def DeleteClips(self, clips: list[FakeMediaPoolItem]) -> bool:
+        for clip in clips:
+            for folder in self._folders(self.root):
+                if clip in folder.clips:
+                    folder.clips.remove(clip)
+        return True
+
+    def _folders(self, folder: FakeFolder) -> list[FakeFolder]:
+        found = [folder]
+        for sub in folder.subfolders:
+            found += self._folders(sub)
+        return found
 
     def ImportMedia(self, items: list[Any]) -> list[FakeMediaPoolItem]:
         assert isinstance(items, list), "ImportMedia takes a list"
@@ -374,6 +433,10 @@ class FakeMediaPool(_Recorded):
             item = FakeTimelineItem(self.recorder, timeline, media_item, record, first, length)
             timeline.tracks["video"][track - 1].append(item)
             placed.append(item)
+            # mediaType 1 is video only; without it the clip's audio comes along.
+            if media_item.has_audio and info.get("mediaType") != 1:
+                item.audio = timeline._add_audio(media_item, track, record, first, length)
+                placed.append(item.audio)
         return placed
 
 
@@ -566,16 +629,27 @@ class FakeUI:
             raise AttributeError(kind)
 
         def build(*args: Any) -> FakeWidget:
-            props: dict[str, Any] = {}
+            props: dict[Any, Any] = {}
             children: list[FakeWidget] = []
             for arg in args:
                 if isinstance(arg, dict):
-                    props = arg
+                    props, more = split_lua_table(arg)
+                    children += more
                 elif isinstance(arg, list):
-                    children = arg
+                    children += arg
+            for child in children:
+                assert isinstance(child, FakeWidget), f"{kind} got a child {child!r}"
             return FakeWidget(kind, props, children)
 
         return build
+
+
+def split_lua_table(table: dict[Any, Any]) -> tuple[dict[str, Any], list[Any]]:
+    """A Lua constructor table: its string keys (properties) and, in order, the values of
+    its integer keys (children)."""
+    props = {k: v for k, v in table.items() if not isinstance(k, int)}
+    children = [table[k] for k in sorted(k for k in table if isinstance(k, int))]
+    return props, children
 
 
 class FakeFusion:
@@ -633,7 +707,11 @@ class FakeDispatcher:
         self.running = False
         self.ticks = 0
 
-    def AddWindow(self, props: dict[str, Any], layout: FakeWidget) -> FakeWindow:
+    def AddWindow(self, props: dict[Any, Any], layout: FakeWidget | None = None) -> FakeWindow:
+        props, inside = split_lua_table(props)
+        if layout is None:  # Lua: the layout inside the window's table
+            assert len(inside) == 1, "AddWindow needs one layout"
+            layout = inside[0]
         window = FakeWindow(props, layout)
         self.windows.append(window)
         return window

@@ -1,5 +1,38 @@
-"""The sample clip and tiny models (tests/fakes/fixtures.py)."""
+"""Fixtures of the Resolve tests: the sample clip and tiny models (tests/fakes/fixtures.py),
+a small cut of the sample, and the worker config that `realscale install resolve` writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from fakes.fixtures import identity_model, sample, tiny_model
 
-__all__ = ["identity_model", "sample", "tiny_model"]
+__all__ = ["config", "identity_model", "sample", "small_sample", "tiny_model"]
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The worker config `realscale install resolve` writes, naming this interpreter."""
+    path = tmp_path / "worker.json"
+    path.write_text(json.dumps({"python": sys.executable, "version": 1}))
+    monkeypatch.setenv("REALSCALE_WORKER_CONFIG", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_sample(sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The middle 160x120 of the sample's first 48 frames, losslessly (FFV1), with its audio:
+    the real clip, small enough that a test upscales it in moments."""
+    from realscale.video import ffmpeg
+
+    path = tmp_path_factory.mktemp("clips") / "onepiece_small.mkv"
+    subprocess.run(
+        [*ffmpeg.base_command(), "-i", str(sample), "-vf", "crop=160:120:240:180",
+         "-frames:v", "48", "-c:v", "ffv1", "-c:a", "aac", "-shortest", str(path)],
+        check=True, capture_output=True)
+    return path

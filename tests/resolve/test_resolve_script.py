@@ -8,76 +8,18 @@ real sample clip, and the fake records everything the script asks of Resolve.
 
 from __future__ import annotations
 
-import json
 import re
 import runpy
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from resolve_user import HOUR, User, check_frames, scene, snapshot
 
-from fakes.resolve import FakeBmd, FakeDispatcher, FakeResolve, FakeTimelineItem, FakeWindow
-from realscale.video.frames import read_frames
+from fakes.resolve import FakeBmd, FakeResolve
 
 SCRIPT = Path(__file__).resolve().parents[2] / "plugins" / "resolve" / "realscale_resolve.py"
-HOUR = 86400  # 01:00:00:00 at 24 fps: where the fake timeline starts
-
-
-@pytest.fixture
-def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The worker config `realscale install resolve` writes, naming this interpreter."""
-    path = tmp_path / "worker.json"
-    path.write_text(json.dumps({"python": sys.executable, "version": 1}))
-    monkeypatch.setenv("REALSCALE_WORKER_CONFIG", str(path))
-    return path
-
-
-class User:
-    """Fills the dialog, clicks Upscale, watches the status, closes the window when done.
-
-    ``cancel_at``: click Cancel once the status shows this text.
-    """
-
-    def __init__(self, choices: dict[str, Any], cancel_at: str | None = None) -> None:
-        self.choices = choices
-        self.cancel_at = cancel_at
-        self.state = "fill"
-        self.statuses: list[str] = []
-        self.result = ""
-        self.dialog: FakeWindow | None = None
-
-    def __call__(self, window: FakeWindow, dispatcher: FakeDispatcher) -> None:
-        items = window.widgets
-        if window.id == "RealscaleMessage":
-            self.result = items["Message"].Text
-            window.click("OK")
-            return
-        self.dialog = window
-        status = items["Status"].Text
-        if status and (not self.statuses or self.statuses[-1] != status):
-            self.statuses.append(status)
-        if self.state == "fill":
-            for key, value in self.choices.items():
-                widget = items[key]
-                if widget.kind == "ComboBox":
-                    widget.choose(value)
-                elif widget.kind == "SpinBox":
-                    widget.Value = value
-                else:
-                    widget.Text = value
-            window.click("Go")
-            self.state = "wait"
-        elif self.state == "wait":
-            if self.cancel_at and self.cancel_at in status and items["Go"].Text == "Cancel":
-                window.click("Go")
-                self.cancel_at = None
-            if items["Go"].Text == "Upscale":
-                self.result = status
-                self.state = "closed"
-                window.click("Close")
 
 
 def run_script(resolve: FakeResolve, user: Callable[..., None]) -> None:
@@ -85,40 +27,6 @@ def run_script(resolve: FakeResolve, user: Callable[..., None]) -> None:
     runpy.run_path(str(SCRIPT), init_globals={
         "resolve": resolve, "fusion": resolve.Fusion(), "bmd": FakeBmd(user, timeout=240)},
         run_name="__main__")
-
-
-def scene(sample: Path, *, source_start: int = 40, length: int = 30,
-          **options: Any) -> tuple[FakeResolve, FakeTimelineItem, FakeTimelineItem]:
-    """The sample on V1 at 01:00:04:04 using source frames [source_start, +length); a clip
-    on V2 (a title over it) that must stay above."""
-    resolve = FakeResolve(**options)
-    media = resolve.add_media(str(sample))
-    original = resolve.timeline.add_clip(media, track=1, record=HOUR + 100,
-                                         source_start=source_start, length=length)
-    above = resolve.timeline.add_clip(media, track=2, record=HOUR, source_start=0, length=20)
-    resolve.timeline.current_item = original
-    return resolve, original, above
-
-
-def snapshot(item: FakeTimelineItem) -> tuple[Any, ...]:
-    return (item.media_item, item.start, item.length, item.source_start,
-            item.timeline.track_of(item), len(item.takes))
-
-
-def check_frames(output: str, sample: Path, first: int, count: int) -> None:
-    """Frame k of the upscaled file is source frame first + k (identity network: every
-    second pixel is the source pixel, up to ProRes and bf16 rounding), and no neighbour of
-    it fits as well."""
-    low = max(first - 4, 0)
-    source = np.stack(list(read_frames(str(sample), start_frame=low,
-                                       frames=count + 8))).astype(np.int16)
-    upscaled = np.stack(list(read_frames(output)))
-    assert upscaled.shape == (count, 960, 1280, 3)
-    for k, frame in enumerate(upscaled[:, ::2, ::2].astype(np.int16)):
-        error = np.abs(source - frame).mean(axis=(1, 2, 3))
-        expected = first + k - low
-        assert error[expected] < 2.5, (k, error[expected])
-        assert error[expected] <= error.min() + 0.2, (k, int(error.argmin()) + low, first + k)
 
 
 def test_places_the_upscaled_clip_on_a_new_track_above(sample, identity_model, config,

@@ -1,0 +1,1229 @@
+--[[
+Upscale clip with Real-ESRGAN (Lua): realscale's script for DaVinci Resolve, free edition
+included (Workspace > Scripts > Edit).
+
+Resolve 21.1 and later offer Python scripts in that menu only in Studio; Lua scripts run in
+both editions, in the LuaJIT (Lua 5.1) that Resolve embeds. This script does for one clip
+what realscale_resolve.py does in Studio: it upscales the part of the clip under the playhead
+that the timeline uses (plus a few handle frames), imports the result into a "realscale" bin
+and puts it on a new video track directly above the original, at the same record frame; the
+original and its audio are never changed. With no clip under the playhead, the one clip
+selected in the Media Pool is upscaled whole (audio kept in the file) into the bin.
+
+The upscaling is `realscale video` in realscale's own environment, run as
+docs/resolve-job.md describes. Lua cannot read a child's output without blocking, nor write
+to its standard input, so for each job this script writes a small standard-library Python
+program (RUNNER below) to the temporary folder and starts it in the background with
+realscale's Python: it runs `realscale video`, copies its JSON progress lines to a file,
+relays a cancel request from a file and writes the exit status last. A UIManager timer polls
+those files, so Resolve stays responsive. Nothing here decodes, upscales or encodes.
+]]
+
+local TITLE = "Upscale clip with Real-ESRGAN"
+local BIN_NAME = "realscale"
+local MODELS = {"realesr-animevideov3", "realesrgan-x4plus", "realesrgan-x4plus-anime",
+                "realesr-general-x4v3"}
+local SCALES = {"2", "3", "4"}
+local CODECS = {{"prores", "ProRes 422 HQ"}, {"prores4444", "ProRes 4444"}}
+local DEFAULT_HANDLES = 6
+local CONFIG_VERSION = 1
+local TICK_MS = 250
+local START_TIMEOUT = 30     -- seconds for the runner to show it started
+local STOP_TIMEOUT = 45      -- seconds for a cancelled job to end (the runner kills at 20)
+local HEARTBEAT = 5          -- seconds between touches of the job's .alive file
+local WINDOWS = package.config:sub(1, 1) == "\\"
+local SEP = WINDOWS and "\\" or "/"
+local JOB_FILES = {".py", ".json", ".alive", ".started", ".events", ".log", ".cancel", ".exit"}
+
+-- The job runner: started as `<python> -I <base>.py <base>` (docs/resolve-job.md, "Job files").
+local RUNNER = [==[
+"""realscale's job runner for the Resolve Lua script (docs/resolve-job.md, "Job files").
+
+Written by the script for each job and started as `<python> -I BASE.py BASE`: runs
+`realscale video` with the arguments in BASE.json and talks to the script through files.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+STRIP = ("PYTHON", "QT_", "QML", "QTWEBENGINE", "__PYVENV")
+HOST_GONE = 120  # seconds without a touch of BASE.alive: the script is gone, stop
+KILL_AFTER = 20  # seconds after a cancel request before the process is killed
+
+
+def publish(path, text):
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def host_gone(alive):
+    try:
+        return time.time() - os.path.getmtime(alive) > HOST_GONE
+    except OSError:
+        return True  # removed: the script cleaned up and went away
+
+
+def run(base, log):
+    with open(base + ".json", encoding="utf-8") as handle:
+        job = json.load(handle)
+    env = {key: value for key, value in os.environ.items()
+           if not key.upper().startswith(STRIP)}
+    if job.get("pythonpath"):
+        env["PYTHONPATH"] = os.pathsep.join(job["pythonpath"])
+    folder = job.get("folder")
+    if folder:
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            log.write("realscale: cannot create the output folder %s (%s); choose another "
+                      "folder\n" % (folder, exc.strerror))
+            return 2
+    command = [sys.executable, "-m", "realscale", "video"] + job["args"]
+    flags = 0x08000000 if os.name == "nt" else 0  # CREATE_NO_WINDOW
+    with open(base + ".events", "w", encoding="utf-8") as events:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=events, stderr=log,
+                                   env=env, cwd=os.path.expanduser("~"), creationflags=flags)
+        asked = None
+        while process.poll() is None:
+            if asked is None and (os.path.exists(base + ".cancel") or host_gone(base + ".alive")):
+                asked = time.monotonic()
+                try:
+                    process.stdin.write(b"cancel\n")
+                    process.stdin.flush()
+                except OSError:
+                    process.terminate()
+            elif asked is not None and time.monotonic() - asked > KILL_AFTER:
+                process.kill()
+            time.sleep(0.2)
+    return process.returncode
+
+
+def main(base):
+    publish(base + ".started", str(os.getpid()))
+    code = 1
+    with open(base + ".log", "w", encoding="utf-8", errors="replace") as log:
+        try:
+            code = run(base, log)
+        except Exception as exc:  # noqa: BLE001 - reported to the script, never lost
+            log.write("realscale: the job runner failed: %s\n" % exc)
+    publish(base + ".exit", str(code))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
+]==]
+
+-- ---------------------------------------------------------------------------------------------
+-- Errors the user can act on: raised with fail(), shown as they are.
+
+local ScriptError = {}
+ScriptError.__index = ScriptError
+ScriptError.__tostring = function(err) return err.message end
+
+local function fail(message)
+  error(setmetatable({message = message}, ScriptError), 0)
+end
+
+-- pcall that tells the user's errors (their text) from bugs (shown too, never swallowed).
+local function protect(fn, ...)
+  local results = {pcall(fn, ...)}
+  if results[1] then
+    return unpack(results)
+  end
+  local err = results[2]
+  if getmetatable(err) == ScriptError then
+    return false, err.message
+  end
+  return false, "internal error in the script: " .. tostring(err)
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- Small helpers: files, paths, numbers, Resolve's lists
+
+local function exists(path)
+  local handle = io.open(path, "rb")
+  if handle then
+    handle:close()
+    return true
+  end
+  return false
+end
+
+local function read_file(path)
+  local handle = io.open(path, "rb")
+  if not handle then
+    return nil
+  end
+  local text = handle:read("*a")
+  handle:close()
+  return text
+end
+
+local function write_file(path, text)
+  local handle, message = io.open(path, "wb")
+  if not handle then
+    fail("cannot write " .. path .. " (" .. tostring(message) .. ")")
+  end
+  handle:write(text)
+  handle:close()
+end
+
+local function trim(text)
+  return (tostring(text or ""):gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+local function dirname(path)
+  return path:match("^(.*)[/\\][^/\\]*$") or "."
+end
+
+local function basename(path)
+  return path:match("([^/\\]*)$")
+end
+
+local function join(folder, name)
+  if folder:match("[/\\]$") then
+    return folder .. name
+  end
+  return folder .. SEP .. name
+end
+
+local function is_absolute(path)
+  return path:match("^/") ~= nil or path:match("^%a:[/\\]") ~= nil or path:match("^\\\\") ~= nil
+end
+
+local function number(value)
+  return tonumber(trim(value))
+end
+
+local function truncate(value)
+  value = tonumber(value) or 0
+  return value >= 0 and math.floor(value) or math.ceil(value)
+end
+
+local function round(value)
+  return math.floor(value + 0.5)
+end
+
+-- Resolve returns lists as Lua tables; take the values in key order, whatever the keys.
+local function list(value)
+  if type(value) ~= "table" then
+    return {}
+  end
+  local keys, numeric = {}, true
+  for key in pairs(value) do
+    keys[#keys + 1] = key
+    numeric = numeric and type(key) == "number"
+  end
+  if numeric then
+    table.sort(keys)
+  else
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  end
+  local values = {}
+  for _, key in ipairs(keys) do
+    values[#values + 1] = value[key]
+  end
+  return values
+end
+
+-- A whole-frame position: Resolve 19 and later take subframe_precision, older ones nothing.
+local function frames_of(object, method)
+  local ok, value = pcall(object[method], object, false)
+  if not ok or value == nil then
+    value = object[method](object)
+  end
+  return round(tonumber(value) or 0)
+end
+
+local function clock(seconds)
+  local whole = round(seconds)
+  return string.format("%d:%02d", math.floor(whole / 60), whole % 60)
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- JSON: the worker config and realscale's progress lines in, the job file out
+
+local function utf8_char(code)
+  if code < 0x80 then
+    return string.char(code)
+  elseif code < 0x800 then
+    return string.char(0xC0 + math.floor(code / 0x40), 0x80 + code % 0x40)
+  elseif code < 0x10000 then
+    return string.char(0xE0 + math.floor(code / 0x1000), 0x80 + math.floor(code / 0x40) % 0x40,
+                       0x80 + code % 0x40)
+  end
+  return string.char(0xF0 + math.floor(code / 0x40000), 0x80 + math.floor(code / 0x1000) % 0x40,
+                     0x80 + math.floor(code / 0x40) % 0x40, 0x80 + code % 0x40)
+end
+
+local ESCAPES = {['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n",
+                 r = "\r", t = "\t"}
+
+-- Decodes one JSON value; nil and a reason for anything else.
+local function json_decode(text)
+  local pos = 1
+  local bad = {}
+  local function skip()
+    pos = text:find("[^ \t\r\n]", pos) or (#text + 1)
+  end
+  local value
+  local function hex4(at)
+    local digits = text:sub(at, at + 3)
+    if not digits:match("^%x%x%x%x$") then
+      error(bad)
+    end
+    return tonumber(digits, 16)
+  end
+  local function decode_string()
+    local parts = {}
+    pos = pos + 1
+    while true do
+      local c = text:sub(pos, pos)
+      if c == "" then
+        error(bad)
+      elseif c == '"' then
+        pos = pos + 1
+        return table.concat(parts)
+      elseif c == "\\" then
+        local e = text:sub(pos + 1, pos + 1)
+        if ESCAPES[e] then
+          parts[#parts + 1] = ESCAPES[e]
+          pos = pos + 2
+        elseif e == "u" then
+          local code = hex4(pos + 2)
+          pos = pos + 6
+          if code >= 0xD800 and code <= 0xDBFF and text:sub(pos, pos + 1) == "\\u" then
+            local low = hex4(pos + 2)
+            if low >= 0xDC00 and low <= 0xDFFF then
+              code = 0x10000 + (code - 0xD800) * 0x400 + (low - 0xDC00)
+              pos = pos + 6
+            end
+          end
+          parts[#parts + 1] = utf8_char(code)
+        else
+          error(bad)
+        end
+      else
+        local stop = text:find('["\\]', pos) or (#text + 1)
+        parts[#parts + 1] = text:sub(pos, stop - 1)
+        pos = stop
+      end
+    end
+  end
+  function value()
+    skip()
+    local c = text:sub(pos, pos)
+    if c == "{" then
+      local object = {}
+      pos = pos + 1
+      skip()
+      if text:sub(pos, pos) == "}" then
+        pos = pos + 1
+        return object
+      end
+      while true do
+        skip()
+        if text:sub(pos, pos) ~= '"' then
+          error(bad)
+        end
+        local key = decode_string()
+        skip()
+        if text:sub(pos, pos) ~= ":" then
+          error(bad)
+        end
+        pos = pos + 1
+        object[key] = value()
+        skip()
+        local sep = text:sub(pos, pos)
+        pos = pos + 1
+        if sep == "}" then
+          return object
+        elseif sep ~= "," then
+          error(bad)
+        end
+      end
+    elseif c == "[" then
+      local array = {}
+      pos = pos + 1
+      skip()
+      if text:sub(pos, pos) == "]" then
+        pos = pos + 1
+        return array
+      end
+      while true do
+        array[#array + 1] = value()
+        skip()
+        local sep = text:sub(pos, pos)
+        pos = pos + 1
+        if sep == "]" then
+          return array
+        elseif sep ~= "," then
+          error(bad)
+        end
+      end
+    elseif c == '"' then
+      return decode_string()
+    end
+    for word, result in pairs({["true"] = true, ["false"] = false, ["null"] = bad}) do
+      if text:sub(pos, pos + #word - 1) == word then
+        pos = pos + #word
+        if result == bad then
+          return nil
+        end
+        return result
+      end
+    end
+    local literal = text:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
+    if not literal or not tonumber(literal) then
+      error(bad)
+    end
+    pos = pos + #literal
+    return tonumber(literal)
+  end
+  local ok, result = pcall(function()
+    local decoded = value()
+    skip()
+    if pos <= #text then
+      error(bad)
+    end
+    return decoded
+  end)
+  if ok then
+    return result
+  end
+  if result == bad then
+    return nil, "not valid JSON"
+  end
+  error(result, 0)
+end
+
+local function json_string(text)
+  local escaped = text:gsub('[%c"\\]', function(c)
+    local named = {['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r",
+                   ["\t"] = "\\t"}
+    return named[c] or string.format("\\u%04x", c:byte())
+  end)
+  return '"' .. escaped .. '"'
+end
+
+local function json_strings(values)
+  local parts = {}
+  for _, value in ipairs(values) do
+    parts[#parts + 1] = json_string(value)
+  end
+  return "[" .. table.concat(parts, ", ") .. "]"
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- realscale's interpreter, from the worker config `realscale install resolve` writes
+
+local function platform()
+  if WINDOWS then
+    return "windows"
+  end
+  if jit and jit.os then
+    return jit.os == "OSX" and "macos" or "posix"
+  end
+  local home = os.getenv("HOME") or ""
+  return exists(home .. "/Library/Preferences/.GlobalPreferences.plist") and "macos" or "posix"
+end
+
+local function config_path()
+  local override = os.getenv("REALSCALE_WORKER_CONFIG")
+  if override and override ~= "" then
+    return override
+  end
+  local kind = platform()
+  if kind == "windows" then
+    local base = os.getenv("APPDATA") or ((os.getenv("USERPROFILE") or "") .. "\\AppData\\Roaming")
+    return base .. "\\realscale\\worker.json"
+  elseif kind == "macos" then
+    return (os.getenv("HOME") or "") .. "/Library/Application Support/realscale/worker.json"
+  end
+  local base = os.getenv("XDG_CONFIG_HOME")
+  if not base or base == "" then
+    base = (os.getenv("HOME") or "") .. "/.config"
+  end
+  return base .. "/realscale/worker.json"
+end
+
+-- (python, pythonpath) of realscale's environment.
+local function core_python()
+  local path = config_path()
+  local fix = "run `realscale install resolve` in a terminal, then run this script again"
+  local text = read_file(path)
+  if not text then
+    fail("realscale is not set up for Resolve (" .. path .. " is missing); " .. fix)
+  end
+  local config = json_decode(text)
+  if type(config) ~= "table" then
+    fail(path .. " is not valid JSON; " .. fix)
+  end
+  local python = config.python
+  if type(python) ~= "string" or python == "" then
+    fail(path .. " names no Python interpreter; " .. fix)
+  end
+  if (tonumber(config.version) or CONFIG_VERSION) > CONFIG_VERSION then
+    fail(path .. " was written by a newer realscale; update this script with "
+         .. "`realscale install resolve`")
+  end
+  if not exists(python) then
+    fail("realscale's Python " .. python .. " does not exist any more; " .. fix)
+  end
+  local pythonpath = {}
+  for _, entry in ipairs(type(config.pythonpath) == "table" and config.pythonpath or {}) do
+    if type(entry) == "string" then
+      pythonpath[#pythonpath + 1] = entry
+    end
+  end
+  return python, pythonpath
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- Reading the timeline: which source frames to upscale and where the result goes
+
+local function track_of(timeline, item)
+  local ok, kind, index = pcall(item.GetTrackTypeAndIndex, item)
+  if ok and type(kind) == "table" then
+    kind, index = kind[1], kind[2]
+  end
+  if ok and kind == "video" and (tonumber(index) or 0) > 0 then
+    return truncate(index)
+  end
+  -- Resolve before 19: look for the item on each track.
+  local wanted = item:GetUniqueId()
+  for track = 1, timeline:GetTrackCount("video") do
+    for _, other in ipairs(list(timeline:GetItemListInTrack("video", track))) do
+      if other:GetUniqueId() == wanted then
+        return track
+      end
+    end
+  end
+  fail("could not find the track of " .. tostring(item:GetName()))
+end
+
+local function frame_rate(timeline, project)
+  for _, value in ipairs({timeline:GetSetting("timelineFrameRate"),
+                          project:GetSetting("timelineFrameRate")}) do
+    local rate = number(value)
+    if rate and rate > 0 then
+      return rate
+    end
+  end
+  return nil
+end
+
+local function source_file(media, name)
+  local path = media:GetClipProperty("File Path")
+  if type(path) ~= "string" or path == "" then
+    fail(name .. " has no source file")
+  end
+  if not exists(path) then
+    fail("the source of " .. name .. " is offline (" .. path .. ")")
+  end
+  return path
+end
+
+-- The clip under the playhead: the source frames the timeline uses, plus handles.
+local function plan_timeline_clip(timeline, project, item, handles)
+  local name = tostring(item:GetName() or "")
+  local media = item:GetMediaPoolItem()
+  if not media then
+    fail(name .. " is not a media clip (a title, generator or compound clip)")
+  end
+  local path = source_file(media, name)
+  local clip_frames = number(media:GetClipProperty("Frames"))
+  local clip_rate = number(media:GetClipProperty("FPS"))
+  local timeline_rate = frame_rate(timeline, project)
+  local start = truncate(item:GetSourceStartFrame())
+  local stop = truncate(item:GetSourceEndFrame())
+  local duration = frames_of(item, "GetDuration")
+  local first_number = number(media:GetClipProperty("Start"))
+  if clip_frames and start >= clip_frames and first_number and start >= first_number then
+    -- Frames counted from the file's first frame number (image sequences, timecode).
+    start, stop = start - truncate(first_number), stop - truncate(first_number)
+  end
+  local ratio = 1.0
+  if clip_rate and clip_rate > 0 and timeline_rate then
+    ratio = clip_rate / timeline_rate
+  end
+  if math.abs(ratio - 1.0) < 0.001 then
+    ratio = 1.0  -- the same rate written two ways (23.976 and 23.98)
+  end
+  local expected = duration * ratio
+  local span = stop - start
+  local used
+  -- GetSourceEndFrame is the last frame in some Resolve versions and the one after it in
+  -- others; the clip's duration tells which. Placement checks the result again.
+  if math.abs(span - expected) < 0.5 then
+    used = span
+  elseif math.abs(span + 1 - expected) < 0.5 then
+    used = span + 1
+  elseif math.abs(span + 1 - expected) <= 2 * math.max(ratio, 1.0) then
+    used = span + 1  -- frame-rate conversion rounding
+  else
+    fail(name .. " has a speed change; realscale upscales clips that play at normal speed "
+         .. "(render the retime first)")
+  end
+  used = math.max(used, 1)
+  local left = math.min(handles, start)
+  local right = handles
+  if clip_frames then
+    right = math.max(0, math.min(right, truncate(clip_frames) - (start + used)))
+  end
+  return {
+    item = item, media = media, path = path, name = name ~= "" and name or basename(path),
+    first = start - left, left = left, used = used, count = left + used + right,
+    record = frames_of(item, "GetStart"), track = track_of(timeline, item),
+    duration = duration, ratio = ratio, source = "under the playhead",
+  }
+end
+
+-- The one clip selected in the Media Pool, upscaled whole.
+local function plan_pool_clip(media)
+  local name = tostring(media:GetName() or "")
+  local kind = tostring(media:GetClipProperty("Type") or "")
+  if not kind:find("Video", 1, true) then
+    fail(name .. " is not a video clip (" .. (kind ~= "" and kind or "no type") .. ")")
+  end
+  local path = source_file(media, name)
+  local frames = truncate(number(media:GetClipProperty("Frames")) or 0)
+  return {
+    media = media, path = path, name = name ~= "" and name or basename(path), first = 0,
+    count = frames, whole = true, source = "selected in the Media Pool",
+  }
+end
+
+-- What to upscale: the clip under the playhead, else the Media Pool's one selected clip.
+local function find_target(project, timeline, handles)
+  local item = timeline:GetCurrentVideoItem()
+  if item then
+    return plan_timeline_clip(timeline, project, item, handles)
+  end
+  local selected = list(project:GetMediaPool():GetSelectedClips())
+  if #selected == 1 then
+    return plan_pool_clip(selected[1])
+  elseif #selected > 1 then
+    fail("no video clip under the playhead, and " .. #selected .. " clips are selected in "
+         .. "the Media Pool; put the playhead on the clip to upscale or select just one")
+  end
+  fail("no video clip under the playhead; move the playhead onto the clip to upscale (or "
+       .. "select one clip in the Media Pool)")
+end
+
+local function output_path(job, settings)
+  local folder = settings.folder
+  if folder == "" then
+    folder = join(dirname(job.path), BIN_NAME)
+  end
+  if folder:sub(1, 1) == "~" then
+    folder = (os.getenv("HOME") or os.getenv("USERPROFILE") or "") .. folder:sub(2)
+  end
+  if not is_absolute(folder) then
+    fail("the output folder " .. folder .. " is not a full path; choose a folder such as "
+         .. join(dirname(job.path), BIN_NAME))
+  end
+  local stem = basename(job.path):gsub("%.[^.]*$", "")
+  local base = stem .. "_x" .. settings.scale
+  if not job.whole then
+    base = base .. "_" .. job.first .. "-" .. (job.first + job.count - 1)
+  end
+  local path = join(folder, base .. ".mov")
+  local number_ = 2
+  while exists(path) do
+    path = join(folder, base .. "_" .. number_ .. ".mov")
+    number_ = number_ + 1
+  end
+  return path, folder
+end
+
+local function video_args(job, settings)
+  local args = {job.path, "-o", job.output, "--model", settings.model, "--scale", settings.scale,
+                "--codec", settings.codec}
+  if not job.whole then
+    for _, value in ipairs({"--start-frame", tostring(job.first), "--frames", tostring(job.count),
+                            "--no-audio"}) do
+      args[#args + 1] = value
+    end
+  end
+  for _, value in ipairs({"--no-subtitles", "--download", "--progress", "json"}) do
+    args[#args + 1] = value
+  end
+  return args
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- The job: `realscale video` through the runner, seen through its files
+
+local Job = {}
+Job.__index = Job
+
+local function temp_folder()
+  local folder
+  if WINDOWS then
+    folder = os.getenv("TEMP") or os.getenv("TMP") or "C:\\Windows\\Temp"
+  else
+    folder = os.getenv("TMPDIR") or "/tmp"
+  end
+  return (folder:gsub("[/\\]+$", ""))
+end
+
+local function shell_quote(text)
+  if WINDOWS then
+    return '"' .. text:gsub('"', "") .. '"'  -- Windows paths cannot hold quotes
+  end
+  return "'" .. text:gsub("'", "'\\''") .. "'"
+end
+
+-- pythonw.exe beside python.exe: the runner needs no console window.
+local function windowless(python)
+  local candidate = python:gsub("python(%d*%.?%d*)%.exe$", "pythonw%1.exe")
+  if candidate ~= python and exists(candidate) then
+    return candidate
+  end
+  return python
+end
+
+function Job.start(python, pythonpath, args, folder)
+  local job = setmetatable({offset = 0, pending = "", events_seen = false}, Job)
+  local stem = join(temp_folder(), "realscale-job-" .. os.time() .. "-")
+  repeat
+    job.base = stem .. math.random(100000, 999999)
+  until not exists(job.base .. ".json")
+  for _, arg in ipairs(args) do
+    if arg:find("[\r\n]") then
+      fail("the path " .. arg .. " holds a line break; rename it first")
+    end
+  end
+  write_file(job.base .. ".py", RUNNER)
+  write_file(job.base .. ".json", "{\"args\": " .. json_strings(args) .. ", \"pythonpath\": "
+             .. json_strings(pythonpath) .. ", \"folder\": " .. json_string(folder) .. "}\n")
+  write_file(job.base .. ".alive", tostring(os.time()))
+  job.touched = os.time()
+  job.launched = os.time()
+  local command
+  if WINDOWS then
+    command = 'start "" /B ' .. shell_quote(windowless(python)) .. " -I "
+              .. shell_quote(job.base .. ".py") .. " " .. shell_quote(job.base)
+  else
+    command = shell_quote(python) .. " -I " .. shell_quote(job.base .. ".py") .. " "
+              .. shell_quote(job.base) .. " </dev/null >/dev/null 2>&1 &"
+  end
+  os.execute(command)
+  return job
+end
+
+-- New progress events since the last call (complete lines only).
+function Job:events()
+  local handle = io.open(self.base .. ".events", "rb")
+  if not handle then
+    return {}
+  end
+  handle:seek("set", self.offset)
+  local text = handle:read("*a") or ""
+  handle:close()
+  self.offset = self.offset + #text
+  text = self.pending .. text
+  local found = {}
+  local last = 1
+  for line, stop in text:gmatch("([^\n]*)\n()") do
+    last = stop
+    local event = json_decode(line)
+    if type(event) == "table" then
+      found[#found + 1] = event
+    end
+  end
+  self.pending = text:sub(last)
+  return found
+end
+
+function Job:started()
+  return exists(self.base .. ".started")
+end
+
+-- The exit status once the job ended, else nil.
+function Job:exit_code()
+  local text = read_file(self.base .. ".exit")
+  return text and tonumber(trim(text)) or nil
+end
+
+function Job:heartbeat()
+  if os.time() - self.touched >= HEARTBEAT then
+    self.touched = os.time()
+    pcall(write_file, self.base .. ".alive", tostring(self.touched))
+  end
+end
+
+function Job:cancel()
+  if not self.cancel_time then
+    self.cancel_time = os.time()
+    pcall(write_file, self.base .. ".cancel", "cancel\n")
+  end
+end
+
+-- The last thing realscale said on stderr, as the reason for a failure.
+function Job:error_text()
+  local last
+  for line in (read_file(self.base .. ".log") or ""):gmatch("[^\r\n]+") do
+    if trim(line) ~= "" then
+      last = trim(line)
+    end
+  end
+  return last and (last:gsub("^realscale: ", "")) or nil
+end
+
+function Job:remove_files()
+  for _, suffix in ipairs(JOB_FILES) do
+    os.remove(self.base .. suffix)
+  end
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- Bringing the result back: the "realscale" bin and a new track above the original
+
+local Placer = {}
+Placer.__index = Placer
+
+function Placer.new(project, timeline)
+  return setmetatable({project = project, timeline = timeline,
+                       media_pool = project:GetMediaPool()}, Placer)
+end
+
+function Placer:bin()
+  local root = self.media_pool:GetRootFolder()
+  for _, folder in ipairs(list(root:GetSubFolderList())) do
+    if folder:GetName() == BIN_NAME then
+      return folder
+    end
+  end
+  local created = self.media_pool:AddSubFolder(root, BIN_NAME)
+  if not created then
+    fail("could not create the " .. BIN_NAME .. " bin in the media pool")
+  end
+  return created
+end
+
+function Placer:import_clip(job)
+  local target = self:bin()
+  local previous = self.media_pool:GetCurrentFolder()
+  self.media_pool:SetCurrentFolder(target)
+  local ok, imported = pcall(self.media_pool.ImportMedia, self.media_pool, {job.output})
+  if previous then
+    self.media_pool:SetCurrentFolder(previous)
+  end
+  if not ok then
+    error(imported, 0)
+  end
+  local clip = list(imported)[1]
+  if not clip then
+    fail("Resolve could not import " .. job.output)
+  end
+  local frames = number(clip:GetClipProperty("Frames"))
+  if frames and truncate(frames) ~= job.count then
+    self.media_pool:DeleteClips({clip})
+    fail("Resolve sees " .. truncate(frames) .. " frames in " .. job.output
+         .. " where realscale wrote " .. job.count)
+  end
+  return clip
+end
+
+function Placer:clip_ids(track)
+  local ids = {}
+  for _, item in ipairs(list(self.timeline:GetItemListInTrack("video", track))) do
+    ids[#ids + 1] = item:GetUniqueId()
+  end
+  return table.concat(ids, "\n")
+end
+
+-- A new, empty video track directly above `track`; its index.
+function Placer:track_above(track)
+  local before = self.timeline:GetTrackCount("video")
+  local wanted = math.min(track + 1, before + 1)
+  local above = wanted <= before and self:clip_ids(wanted) or nil
+  local added = self.timeline:AddTrack("video", {audiotype = "mono", index = wanted})
+  if not added then
+    -- Resolve before 19.1 only appends tracks (its second argument is for audio).
+    added = self.timeline:AddTrack("video", "mono")
+    wanted = before + 1
+  end
+  if not added or self.timeline:GetTrackCount("video") ~= before + 1 then
+    fail("Resolve could not add a video track")
+  end
+  if above and above ~= "" and self:clip_ids(wanted) == above then
+    wanted = before + 1  -- this Resolve ignored the index and put the track on top
+  end
+  self.timeline:SetTrackName("video", wanted, BIN_NAME)
+  return wanted
+end
+
+local function frames_off(timeline_frames, ratio)
+  local step = round(timeline_frames * ratio)
+  if step ~= 0 then
+    return step
+  end
+  return timeline_frames > 0 and 1 or -1
+end
+
+function Placer:append(job, clip, track)
+  local last = job.left + job.used - 1
+  local slack = job.ratio == 1.0 and 0 or 1
+  for _ = 1, 2 do
+    local placed = list(self.media_pool:AppendToTimeline({{
+      mediaPoolItem = clip, startFrame = job.left, endFrame = last, mediaType = 1,
+      trackIndex = track, recordFrame = job.record}}))
+    local item = placed[1]
+    if not item then
+      fail("Resolve could not put " .. job.name .. " on video track " .. track)
+    end
+    local start = frames_of(item, "GetStart")
+    local length = frames_of(item, "GetDuration")
+    if start ~= job.record then
+      self.timeline:DeleteClips({item}, false)
+      fail("Resolve put the upscaled " .. job.name .. " at frame " .. start .. " instead of "
+           .. job.record)
+    end
+    if math.abs(length - job.duration) <= slack then
+      return "on video track " .. track .. " at frame " .. job.record
+    end
+    -- This Resolve counts endFrame the other way: take our clip away, try again.
+    self.timeline:DeleteClips({item}, false)
+    last = last + frames_off(job.duration - length, job.ratio)
+  end
+  fail("Resolve placed the upscaled " .. job.name .. " with the wrong length")
+end
+
+-- Import and place; on a failure the timeline and the Media Pool are as they were.
+function Placer:place(job)
+  local clip = self:import_clip(job)
+  if job.whole then
+    return "in the " .. BIN_NAME .. " bin"
+  end
+  local track
+  local ok, result = protect(function()
+    track = self:track_above(job.track)
+    return self:append(job, clip, track)
+  end)
+  if ok then
+    return result
+  end
+  if track and #list(self.timeline:GetItemListInTrack("video", track)) == 0 then
+    self.timeline:DeleteTrack("video", track)
+  end
+  self.media_pool:DeleteClips({clip})
+  fail(result .. "; the upscaled file is " .. job.output)
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- One clip's work, advanced by the dialog's timer
+
+local Session = {}
+Session.__index = Session
+
+function Session.start(project, timeline, settings)
+  local python, pythonpath = core_python()
+  local job = find_target(project, timeline, settings.handles)
+  local self = setmetatable({job = job, settings = settings,
+                             placer = Placer.new(project, timeline), finished = false,
+                             cancelled = false}, Session)
+  local folder
+  job.output, folder = output_path(job, settings)
+  self.process = Job.start(python, pythonpath, video_args(job, settings), folder)
+  self.status = self:prefix() .. "starting realscale..."
+  return self
+end
+
+function Session:prefix()
+  return "Clip 1 of 1 (" .. self.job.name .. "): "
+end
+
+function Session:cancel()
+  self.cancelled = true
+  if self.process then
+    self.process:cancel()
+  end
+end
+
+function Session:event(event)
+  local job = self.job
+  local kind = event.event
+  if kind == "start" then
+    local frames = truncate(event.frames or job.count)
+    if not job.whole and frames < job.left + job.used then
+      job.error = basename(job.path) .. " has only " .. frames .. " frames from frame "
+                  .. job.first .. "; Resolve expected " .. (job.left + job.used)
+      self.process:cancel()
+    end
+    job.count = frames
+  elseif kind == "progress" then
+    local done, total = truncate(event.done or 0), truncate(event.total or job.count)
+    local left = ""
+    if tonumber(event.eta) then
+      left = " - about " .. clock(tonumber(event.eta)) .. " left"
+    end
+    self.status = string.format("%sframe %d of %d - %.2f fps%s", self:prefix(), done, total,
+                                tonumber(event.fps) or 0, left)
+  elseif kind == "done" then
+    job.output = tostring(event.output or job.output)
+  elseif kind == "error" or kind == "cancelled" then
+    job.error = job.error or tostring(event.message or "realscale failed")
+  end
+end
+
+function Session:step()
+  if self.finished then
+    return
+  end
+  local process = self.process
+  for _, event in ipairs(process:events()) do
+    self:event(event)
+  end
+  local code = process:exit_code()
+  if code == nil then
+    process:heartbeat()
+    if not process:started() and os.time() - process.launched > START_TIMEOUT then
+      self:finish("realscale's Python did not start; run `realscale install resolve` again")
+    elseif process.cancel_time and os.time() - process.cancel_time > STOP_TIMEOUT then
+      self:finish("realscale did not stop; its files " .. process.base .. ".* may remain")
+    end
+    return
+  end
+  for _, event in ipairs(process:events()) do
+    self:event(event)
+  end
+  local job = self.job
+  if code ~= 0 then
+    if self.cancelled then
+      self:finish()
+    else
+      self:finish(job.error or process:error_text()
+                  or ("realscale stopped with exit status " .. code))
+    end
+    return
+  end
+  if self.cancelled then
+    os.remove(job.output)  -- finished just as it was cancelled: cancel wins
+    self:finish()
+    return
+  end
+  local ok, placed = protect(self.placer.place, self.placer, job)
+  if ok then
+    job.placed = placed
+    self:finish()
+  else
+    self:finish(placed)
+  end
+end
+
+-- Ends the session: the job's files go, the status says what happened.
+function Session:finish(error_text)
+  local job = self.job
+  self.process:remove_files()
+  self.finished = true
+  local lines = {}
+  if self.cancelled then
+    lines[1] = "Cancelled."
+  end
+  if job.placed then
+    lines[#lines + 1] = job.name .. ": upscaled, " .. job.placed .. "."
+  elseif error_text or (job.error and not self.cancelled) then
+    job.error = error_text or job.error
+    lines[#lines + 1] = job.name .. ": " .. job.error:gsub("%.$", "") .. "."
+  else
+    lines[#lines + 1] = job.name .. ": not done (cancelled)."
+  end
+  self.status = table.concat(lines, "\n")
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- The dialog (Fusion UIManager)
+
+local INPUTS = {"Model", "Scale", "Codec", "Handles", "Folder"}
+
+local function describe(project, timeline)
+  local ok, job = protect(find_target, project, timeline, 0)
+  if ok then
+    return job.name .. " (" .. job.source .. ")"
+  end
+  return job
+end
+
+local function run_dialog(ui, disp, project, timeline)
+  local function row(label, widget)
+    return ui:HGroup{Weight = 0, ui:Label{Text = label, Weight = 0.3}, widget}
+  end
+  local win = disp:AddWindow({ID = "RealscaleWindow", WindowTitle = TITLE,
+                              Geometry = {300, 200, 520, 340}}, ui:VGroup{
+    row("Clip", ui:Label{ID = "Target", Text = describe(project, timeline), WordWrap = true}),
+    row("Model", ui:ComboBox{ID = "Model", Editable = true}),
+    row("Scale", ui:ComboBox{ID = "Scale"}),
+    row("Codec", ui:ComboBox{ID = "Codec"}),
+    row("Handle frames", ui:SpinBox{ID = "Handles", Minimum = 0, Maximum = 240,
+                                    Value = DEFAULT_HANDLES}),
+    row("Output folder", ui:LineEdit{ID = "Folder",
+                                     PlaceholderText = "a 'realscale' folder beside the source"}),
+    ui:Label{ID = "Status", Text = "", WordWrap = true, Weight = 1},
+    ui:HGroup{Weight = 0, ui:Button{ID = "Go", Text = "Upscale"},
+              ui:Button{ID = "Close", Text = "Close"}},
+  })
+  local items = win:GetItems()
+  items.Model:AddItems(MODELS)
+  items.Scale:AddItems(SCALES)
+  local labels = {}
+  for index, codec in ipairs(CODECS) do
+    labels[index] = codec[2]
+  end
+  items.Codec:AddItems(labels)
+
+  local state = {session = nil, busy = false, closing = false}
+  local timer = ui:Timer{ID = "RealscaleTick", Interval = TICK_MS}
+
+  local function show(text)
+    items.Status.Text = text
+  end
+
+  local function set_busy(busy)
+    state.busy = busy
+    for _, key in ipairs(INPUTS) do
+      items[key].Enabled = not busy
+    end
+    items.Go.Text = busy and "Cancel" or "Upscale"
+  end
+
+  local function settings()
+    local model = trim(items.Model.CurrentText)
+    local codec = CODECS[truncate(items.Codec.CurrentIndex) + 1] or CODECS[1]
+    return {
+      model = model ~= "" and model or MODELS[1], scale = tostring(items.Scale.CurrentText),
+      codec = codec[1], handles = truncate(items.Handles.Value),
+      folder = trim(items.Folder.Text),
+    }
+  end
+
+  local function tick()
+    local session = state.session
+    if not session or not state.busy then
+      return
+    end
+    local ok, message = protect(session.step, session)
+    if not ok then
+      session:cancel()
+      session.finished = true
+      session.status = "Error: " .. message
+      pcall(session.process.remove_files, session.process)
+    end
+    show(session.status)
+    if session.finished then
+      timer:Stop()
+      set_busy(false)
+      if state.closing then
+        disp:ExitLoop()
+      end
+    end
+  end
+
+  local function go()
+    if state.busy then
+      if state.session then
+        state.session:cancel()
+      end
+      show("Cancelling...")
+      return
+    end
+    local values = settings()
+    items.Target.Text = describe(project, timeline)
+    local ok, session = protect(Session.start, project, timeline, values)
+    if not ok then
+      show("Error: " .. session:gsub("%.$", "") .. ".")
+      return
+    end
+    state.session = session
+    set_busy(true)
+    show(session.status)
+    timer:Start()
+  end
+
+  local function close()
+    if state.busy and state.session then
+      -- Keep the loop running until realscale stopped and cleaned up; then leave.
+      state.closing = true
+      state.session:cancel()
+      show("Cancelling...")
+      return
+    end
+    timer:Stop()
+    disp:ExitLoop()
+  end
+
+  win.On.Go.Clicked = function() go() end
+  win.On.Close.Clicked = function() close() end
+  win.On.RealscaleWindow.Close = function() close() end
+  -- Timer events reach the window in some Resolve versions and the dispatcher in others;
+  -- tick does nothing more when called twice.
+  win.On.RealscaleTick.Timeout = function() tick() end
+  disp.On.Timeout = function() tick() end
+
+  win:Show()
+  disp:RunLoop()
+  win:Hide()
+  return state.session
+end
+
+local function show_message(ui, disp, text)
+  print(TITLE .. ": " .. text)
+  if not disp then
+    return
+  end
+  local win = disp:AddWindow({ID = "RealscaleMessage", WindowTitle = TITLE,
+                              Geometry = {320, 240, 420, 120}}, ui:VGroup{
+    ui:Label{ID = "Message", Text = text, WordWrap = true},
+    ui:Button{ID = "OK", Text = "OK"},
+  })
+  win.On.OK.Clicked = function() disp:ExitLoop() end
+  win.On.RealscaleMessage.Close = function() disp:ExitLoop() end
+  win:Show()
+  disp:RunLoop()
+  win:Hide()
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- Entry point
+
+local function current_timeline(app)
+  local project = app:GetProjectManager():GetCurrentProject()
+  if not project then
+    fail("open a project first")
+  end
+  local timeline = project:GetCurrentTimeline()
+  if not timeline then
+    fail("open a timeline first")
+  end
+  return project, timeline
+end
+
+local function main()
+  math.randomseed(os.time())
+  local app = resolve or (Resolve and Resolve())
+  if not app then
+    print(TITLE .. ": run this script from DaVinci Resolve's Workspace > Scripts menu")
+    return
+  end
+  local host = fu or fusion or app:Fusion()
+  local ui = host and host.UIManager
+  local disp = ui and bmd and bmd.UIDispatcher(ui)
+  local ok, project, timeline = protect(current_timeline, app)
+  if not ok then
+    show_message(ui, disp, project .. ".")
+    return
+  end
+  if not disp then
+    print(TITLE .. ": Resolve's UIManager is not available to this script")
+    return
+  end
+  return run_dialog(ui, disp, project, timeline)
+end
+
+return main()

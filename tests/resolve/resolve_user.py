@@ -1,0 +1,108 @@
+"""What the Resolve script tests share: the person at the dialog, the timeline they start
+from, and the checks of what the scripts left behind. Both scripts (Python for Studio, Lua
+for every edition) build the same dialog (same widget IDs), so one User drives either."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fakes.resolve import FakeDispatcher, FakeResolve, FakeTimelineItem, FakeWindow
+from realscale.video.frames import read_frames
+
+HOUR = 86400  # 01:00:00:00 at 24 fps: where the fake timeline starts
+
+
+class User:
+    """Fills the dialog, clicks Upscale, watches the status, closes the window when done.
+
+    ``cancel_at``: click Cancel once the status shows this text. ``close_at``: close the
+    window (the title bar's X) instead, once the status shows this text.
+    """
+
+    def __init__(self, choices: dict[str, Any], cancel_at: str | None = None,
+                 close_at: str | None = None) -> None:
+        self.choices = choices
+        self.cancel_at = cancel_at
+        self.close_at = close_at
+        self.state = "fill"
+        self.statuses: list[str] = []
+        self.result = ""
+        self.target = ""
+        self.dialog: FakeWindow | None = None
+
+    def __call__(self, window: FakeWindow, dispatcher: FakeDispatcher) -> None:
+        items = window.widgets
+        if window.id == "RealscaleMessage":
+            self.result = items["Message"].Text
+            window.click("OK")
+            return
+        self.dialog = window
+        status = items["Status"].Text
+        if status and (not self.statuses or self.statuses[-1] != status):
+            self.statuses.append(status)
+        if self.state == "fill":
+            if "Target" in items:
+                self.target = items["Target"].Text
+            for key, value in self.choices.items():
+                widget = items[key]
+                if widget.kind == "ComboBox":
+                    widget.choose(value)
+                elif widget.kind == "SpinBox":
+                    widget.Value = value
+                else:
+                    widget.Text = value
+            window.click("Go")
+            self.state = "wait"
+        elif self.state == "wait":
+            if self.cancel_at and self.cancel_at in status and items["Go"].Text == "Cancel":
+                window.click("Go")
+                self.cancel_at = None
+            if self.close_at and self.close_at in status and items["Go"].Text == "Cancel":
+                window.close()
+                self.close_at = None
+                self.state = "closing"
+            elif items["Go"].Text == "Upscale":
+                self.result = status
+                self.state = "closed"
+                window.click("Close")
+        elif self.state == "closing" and items["Go"].Text == "Upscale":
+            self.result = status  # the script ends its loop by itself once realscale stopped
+            self.state = "closed"
+
+
+def scene(sample: Path, *, source_start: int = 40, length: int = 30,
+          **options: Any) -> tuple[FakeResolve, FakeTimelineItem, FakeTimelineItem]:
+    """The sample on V1 at 01:00:04:04 using source frames [source_start, +length), with its
+    audio on A1; a clip on V2 (a title over it) that must stay above."""
+    resolve = FakeResolve(**options)
+    media = resolve.add_media(str(sample))
+    original = resolve.timeline.add_clip(media, track=1, record=HOUR + 100,
+                                         source_start=source_start, length=length)
+    above = resolve.timeline.add_clip(media, track=2, record=HOUR, source_start=0, length=20)
+    resolve.timeline.current_item = original
+    return resolve, original, above
+
+
+def snapshot(item: FakeTimelineItem) -> tuple[Any, ...]:
+    return (item.media_item, item.start, item.length, item.source_start,
+            item.timeline.track_of(item), len(item.takes))
+
+
+def check_frames(output: str, sample: Path, first: int, count: int, size: tuple[int, int] = (
+        1280, 960)) -> None:
+    """Frame k of the upscaled file is source frame first + k (identity network: every
+    second pixel is the source pixel, up to ProRes and bf16 rounding), and no neighbour of
+    it fits as well."""
+    low = max(first - 4, 0)
+    source = np.stack(list(read_frames(str(sample), start_frame=low,
+                                       frames=count + 8))).astype(np.int16)
+    upscaled = np.stack(list(read_frames(output)))
+    assert upscaled.shape == (count, size[1], size[0], 3)
+    for k, frame in enumerate(upscaled[:, ::2, ::2].astype(np.int16)):
+        error = np.abs(source - frame).mean(axis=(1, 2, 3))
+        expected = first + k - low
+        assert error[expected] < 2.5, (k, error[expected])
+        assert error[expected] <= error.min() + 0.2, (k, int(error.argmin()) + low, first + k)
