@@ -13,7 +13,11 @@ profile, EXIF and dpi. Decisions a caller should know:
   keep their index, others go to the nearest entry) when the output is PNG or GIF.
 - CMYK is read as RGB with Pillow's conversion and written back as CMYK in JPEG and TIFF.
 - EXIF orientation is applied on read and the EXIF kept says orientation 1.
-- Writes are atomic: a temporary file next to the output is fsynced and renamed into place.
+- Compressed pieces are unpacked with a ceiling (bounded.py): a PNG's ICC profile at 1 MiB as
+  Pillow does, a TIFF strip or tile at its own size, so a small file cannot take gigabytes.
+- Writes are atomic: a temporary file next to the output is fsynced, its size checked against
+  what was written (a short write is an error), and only then renamed into place.
+- PNG is written a band of rows at a time (pngencode.py): no second full-size image.
 """
 
 from __future__ import annotations
