@@ -79,8 +79,8 @@ def run(base, log):
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as exc:
-            log.write("realscale: cannot create the output folder %s (%s); choose another "
-                      "folder\n" % (folder, exc.strerror))
+            log.write(f"realscale: cannot create the output folder {folder} "
+                      f"({exc.strerror}); choose another folder\n")
             return 2
     command = [sys.executable, "-m", "realscale", "video"] + job["args"]
     flags = 0x08000000 if os.name == "nt" else 0  # CREATE_NO_WINDOW
@@ -109,7 +109,7 @@ def main(base):
         try:
             code = run(base, log)
         except Exception as exc:  # noqa: BLE001 - reported to the script, never lost
-            log.write("realscale: the job runner failed: %s\n" % exc)
+            log.write(f"realscale: the job runner failed: {exc}\n")
     publish(base + ".exit", str(code))
 
 
@@ -1115,7 +1115,7 @@ local function run_dialog(ui, disp, project, timeline)
       session.status = "Error: " .. message
       pcall(session.process.remove_files, session.process)
     end
-    show(session.status)
+    show((session.cancelled and not session.finished) and "Cancelling..." or session.status)
     if session.finished then
       timer:Stop()
       set_busy(false)

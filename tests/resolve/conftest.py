@@ -26,11 +26,12 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def small_sample(sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The middle 160x120 of the sample's first 48 frames, losslessly (FFV1), with its audio:
+    """The middle 160x120 of the sample's first 48 frames, losslessly (FFV1 in MOV, whose
+    time base keeps the rate exact), with its audio:
     the real clip, small enough that a test upscales it in moments."""
     from realscale.video import ffmpeg
 
-    path = tmp_path_factory.mktemp("clips") / "onepiece_small.mkv"
+    path = tmp_path_factory.mktemp("clips") / "onepiece_small.mov"
     subprocess.run(
         [*ffmpeg.base_command(), "-i", str(sample), "-vf", "crop=160:120:240:180",
          "-frames:v", "48", "-c:v", "ffv1", "-c:a", "aac", "-shortest", str(path)],
