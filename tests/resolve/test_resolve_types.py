@@ -4,7 +4,7 @@
   types): every Resolve call it makes exists, with that signature;
 - the fake Resolve offers only documented methods, with the documented parameter names;
 - the script is Python 3.6 code (Resolve runs it with the user's Python, 3.6 or later);
-- the manifest installs one menu entry.
+- the manifest installs the two menu entries.
 """
 
 from __future__ import annotations
@@ -133,11 +133,15 @@ def test_the_script_imports_nothing_heavy() -> None:
     assert imported <= set(sys.stdlib_module_names) | {"fusionscript", "DaVinciResolveScript"}
 
 
-def test_manifest_installs_one_menu_entry() -> None:
+def test_manifest_installs_two_menu_entries() -> None:
+    """The Python script (Studio) and the Lua script (every edition): each file in
+    Fusion/Scripts/Edit is a menu entry, so nothing else goes there."""
     manifest = json.loads((PLUGIN / "manifest.json").read_text())
     assert manifest["version"] == 1 and manifest["host"] == "resolve"
-    assert manifest["client_dest"] is None  # the script runs `realscale video` itself
+    assert manifest["client_dest"] is None  # the scripts run `realscale video` themselves
     entries = manifest["files"]
-    assert [e["dest"] for e in entries] == ["Upscale clip with Real-ESRGAN.py"]
+    assert [(e["src"], e["dest"]) for e in entries] == [
+        ("realscale_resolve.py", "Upscale clip with Real-ESRGAN.py"),
+        ("realscale_resolve.lua", "Upscale clip with Real-ESRGAN (Lua).lua")]
     for entry in entries:
         assert (PLUGIN / entry["src"]).is_file() and entry["executable"] is False
