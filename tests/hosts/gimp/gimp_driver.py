@@ -1,13 +1,14 @@
-"""Runs INSIDE gimp-console-3.0 (``--batch-interpreter=python-fu-eval``), in the chroot.
+"""Runs INSIDE gimp-console-3.0 or -3.2 (``--batch-interpreter=python-fu-eval``), in a chroot.
 
 The test writes a job (JSON, path in ``$REALSCALE_GIMP_JOB``) and feeds GIMP
-``exec(open(<this file>).read())`` on stdin. Each case loads a real image, optionally changes
+``exec(open(<this file>).read())`` on stdin. Each case loads a real image (or, in GIMP 3.2,
+makes one whose layer is a vector layer or a link layer to an image file), optionally changes
 it (precision, indexed, offsets), calls ``plug-in-realscale-upscale`` through the PDB exactly
 as a script would, and records what GIMP reports: status, error message, the image and its
-layers before and after, the new layer's raw pixels in a chosen babl format, and a PNG
-export. Everything is written to the job's ``result`` file; the test judges it. The driver
-itself never raises (gimp-console would exit 64 and the details would be lost), except when
-it cannot write its result.
+layers before and after, the source layer's and the new layer's raw pixels in a chosen babl
+format, and a PNG export. Everything is written to the job's ``result`` file; the test judges
+it. The driver itself never raises (gimp-console would exit 64 and the details would be
+lost), except when it cannot write its result.
 """
 
 import json
@@ -21,6 +22,9 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 gi.require_version("Babl", "0.1")
 from gi.repository import Babl, Gegl, Gimp, Gio  # noqa: E402
+
+VECTOR_FILL = "#d04a1c"
+"""The vector layer's fill: a colour, so every channel carries something to upscale."""
 
 PROCEDURE = "plug-in-realscale-upscale"
 
@@ -43,6 +47,7 @@ def _describe_image(image):
         _, x, y = layer.get_offsets()
         layers.append({
             "name": layer.get_name(),
+            "kind": type(layer).__name__,  # Layer, VectorLayer, LinkLayer, ...
             "width": layer.get_width(),
             "height": layer.get_height(),
             "offsets": [x, y],
@@ -59,6 +64,30 @@ def _describe_image(image):
         "selected": [layer.get_name() for layer in image.get_selected_layers()],
         "dirty": image.is_dirty(),  # any undo step since clean_all() makes it dirty
     }
+
+
+def _open(case):
+    """The case's image: a file loaded as GIMP opens it, or one made around a GIMP 3.2
+    vector layer (an ellipse path, filled) or link layer (to the file ``input``)."""
+    make = case.get("make")
+    if make is None:
+        return Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(case["input"]))
+    width, height = case["size"]
+    image = Gimp.Image.new(width, height, Gimp.ImageBaseType.RGB)
+    if make == "vector":
+        path = Gimp.Path.new(image, "outline")
+        image.insert_path(path, None, 0)
+        x, y, rx, ry = case["ellipse"]
+        path.bezier_stroke_new_ellipse(x, y, rx, ry, 0.0)
+        layer = Gimp.VectorLayer.new(image, path)
+        layer.set_fill_color(Gegl.Color.new(VECTOR_FILL))
+    elif make == "link":
+        layer = Gimp.LinkLayer.new(image, Gio.File.new_for_path(case["input"]))
+    else:
+        raise ValueError(f"unknown kind of image to make: {make!r}")
+    if layer is None or not image.insert_layer(layer, None, 0):
+        raise RuntimeError(f"GIMP could not make the {make} layer")
+    return image
 
 
 def _prepare(image, case):
@@ -132,11 +161,13 @@ def _run_case(proc, case):
     if trace:  # the plug-in appends its progress values after this marker
         with open(trace, "a") as f:
             f.write(f"# {case['name']}\n")
-    image = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path(case["input"]))
+    image = _open(case)
     try:
         layer = _prepare(image, case)
         image.clean_all()
         out["before"] = _describe_image(image)
+        if case.get("source_raw"):  # the source's pixels as GIMP renders them, before the run
+            out["source_bytes"] = _dump(layer, case["raw_format"], case["source_raw"])
         drawables = [] if case.get("no_drawables") else [layer]
         status, message, seconds = _run_procedure(proc, image, drawables, case["args"])
         out.update(status=status, message=message, seconds=round(seconds, 2))

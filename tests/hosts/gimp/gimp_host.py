@@ -1,6 +1,7 @@
-"""The real GIMP 3 for the host tests: a cached Debian 13 chroot (scripts/gimp-chroot.sh),
-the plug-in installed as users install it, a realscale worker outside the chroot on
-127.0.0.1, and gimp-console runs of ``gimp_driver.py``.
+"""The real GIMP 3 for the host tests: GIMP 3.0.4 (Debian 13, trixie) and GIMP 3.2.6 (Debian
+sid) in the cached chroots of ``scripts/host-chroot.sh``, the plug-in installed as users
+install it, a realscale worker outside the chroot on 127.0.0.1, and gimp-console runs of
+``gimp_driver.py``.
 
 The chroot shares this machine's network namespace, so the plug-in inside reaches the worker
 outside over TCP; the chroot cannot see this checkout's Python environment, which is why the
@@ -21,17 +22,36 @@ import sys
 import tempfile
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-CHROOT_SCRIPT = REPO / "scripts" / "gimp-chroot.sh"
+CHROOT_SCRIPT = REPO / "scripts" / "host-chroot.sh"
 PLUGIN_DIR = REPO / "plugins" / "gimp"
 DRIVER = Path(__file__).with_name("gimp_driver.py")
-CANNOT_BUILD = 77  # gimp-chroot.sh: this machine cannot build the chroot
+CANNOT_BUILD = 77  # host-chroot.sh: this machine cannot build the chroot
 REQUIRE_ENV = "REALSCALE_REQUIRE_GIMP"  # "1": a chroot that cannot be built fails the tests
-# Seconds for one gimp-console run (a cold first start takes ~10 s, the whole run ~1 min).
+
+
+@dataclass(frozen=True)
+class GimpHost:
+    """One GIMP release the tests run in."""
+
+    version: str
+    """``major.minor``: the name of its per-user folder (``GIMP/3.2``) and of its console."""
+    release: str
+    """The exact Debian package version tested (``Gimp.version()`` reports it)."""
+    chroot: str
+    """The ``scripts/host-chroot.sh`` name of the chroot holding it."""
+
+    @property
+    def console(self) -> str:
+        return f"gimp-console-{self.version}"
+
+
+GIMPS = (GimpHost("3.0", "3.0.4", "trixie"), GimpHost("3.2", "3.2.6", "sid"))
 EXACT_ENV = {"REALSCALE_CPU_BF16": "0"}
 """For the worker and the command it is compared with: fp32 on the CPU. These tests compare
 the plug-in's pixels with ``realscale upscale`` to half an 8-bit step; in bf16 (auto's choice
@@ -41,34 +61,45 @@ a faint alpha), which is the precision's doing, not the plug-in's."""
 GIMP_TIMEOUT = float(os.environ.get("REALSCALE_GIMP_TIMEOUT", "300"))
 
 
-def build_chroot() -> Path:
-    """The cached chroot's root (built on first use), or skip with the reason it cannot be
-    built here; fails outright if the build script itself breaks."""
+def build_chroot(host: GimpHost) -> Path:
+    """The cached chroot's root (built on first use; parallel runs share one build), or skip
+    with the reason it cannot be built here (fail with REALSCALE_REQUIRE_GIMP=1, as in CI);
+    fails outright if the build script itself breaks."""
     started = time.monotonic()
     try:
-        proc = subprocess.run(["bash", str(CHROOT_SCRIPT)], capture_output=True, text=True,
-                              timeout=1800, check=False)
+        proc = subprocess.run(["bash", str(CHROOT_SCRIPT), host.chroot], capture_output=True,
+                              text=True, timeout=3600, check=False)
     except subprocess.TimeoutExpired:
-        pytest.fail("scripts/gimp-chroot.sh took more than 30 minutes")
+        pytest.fail(f"scripts/host-chroot.sh {host.chroot} took more than an hour")
     if proc.returncode == CANNOT_BUILD:
         reason = [line for line in proc.stderr.splitlines() if "cannot build" in line]
         text = reason[-1] if reason else proc.stderr.strip()[-500:]
         if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{text} (and {REQUIRE_ENV}=1 asks for the GIMP tests to run)")
-        pytest.skip(f"the GIMP 3 host tests need a Debian 13 chroot: {text}")
+            pytest.fail(f"GIMP {host.version}: {text} (and {REQUIRE_ENV}=1 asks for every GIMP "
+                        "to be tested)")
+        pytest.skip(f"the GIMP {host.version} host tests need the Debian {host.chroot} chroot: "
+                    f"{text}")
     if proc.returncode != 0:
-        pytest.fail(f"scripts/gimp-chroot.sh failed with exit code {proc.returncode}:\n"
-                    f"{proc.stderr[-3000:]}")
+        pytest.fail(f"scripts/host-chroot.sh {host.chroot} failed with exit code "
+                    f"{proc.returncode}:\n{proc.stderr[-3000:]}")
     root = Path(proc.stdout.strip().splitlines()[-1])
     took = time.monotonic() - started
     if took > 5:
-        print(f"built the GIMP chroot at {root} in {took:.0f} s", file=sys.stderr)
+        print(f"built the {host.chroot} chroot at {root} in {took:.0f} s", file=sys.stderr)
     return root
+
+
+USER_VARIABLES = ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "APPDATA",
+                  "LOCALAPPDATA", "GIMP3_DIRECTORY", "REALSCALE_CONFIG_DIR",
+                  "REALSCALE_WORKER_CONFIG", "REALSCALE_PLUGINS_DIR")
+"""Where realscale and GIMP look for a user's folders: never this machine's user's."""
 
 
 def _realscale(*args: str, env: dict[str, str] | None = None) -> str:
     """Run this checkout's ``python -m realscale ARGS``; its stdout, or fail the test."""
-    variables = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    variables = {k: v for k, v in os.environ.items()
+                 if not k.startswith("PYTHON") and k not in USER_VARIABLES}
+    variables["HOME"] = os.environ.get("HOME", "/root")
     variables["PYTHONPATH"] = str(REPO / "core")
     variables.update(env or {})
     command = [sys.executable, "-m", "realscale", *args]
@@ -90,8 +121,8 @@ def install_plugin(plugins_dir: Path, records_dir: Path, how: str) -> Path:
         _realscale("install", "gimp", "--dest", str(plugins_dir), "--no-config", env=env)
     else:
         out = records_dir / "package"
-        zip_path = Path(_realscale("package", "gimp", "-o", str(out), env=env)
-                        .strip().splitlines()[-1])
+        _realscale("package", "gimp", "-o", str(out), env=env)
+        [zip_path] = out.glob("realscale-gimp-*.zip")
         with zipfile.ZipFile(zip_path) as archive:
             for info in archive.infolist():
                 target = Path(archive.extract(info, plugins_dir))
@@ -111,20 +142,26 @@ def install_plugin(plugins_dir: Path, records_dir: Path, how: str) -> Path:
 class GimpSession:
     """One folder inside the chroot for a test session: GIMP's config folder with the
     plug-in installed, the test images, jobs and results. Paths handed to GIMP are the
-    chroot's view of them (``inner``)."""
+    chroot's view of them (``inner``).
 
-    def __init__(self, root: Path, install: str = "install") -> None:
+    ``install``: "install" (``realscale install gimp --dest``) or "zip" (the package
+    unpacked) into ``$GIMP3_DIRECTORY/plug-ins``; or None: a user's own folders, with no
+    GIMP3_DIRECTORY, where ``user_realscale`` runs ``realscale`` as that user would."""
+
+    def __init__(self, root: Path, host: GimpHost, install: str | None = "install") -> None:
         self.root = root
+        self.host = host
         (root / "tmp").mkdir(exist_ok=True)
         for stale in (root / "tmp").glob("realscale-gimp-test-*"):  # from killed runs
             if time.time() - stale.stat().st_mtime > 86400:
                 shutil.rmtree(stale, ignore_errors=True)
         self.dir = Path(tempfile.mkdtemp(prefix="realscale-gimp-test-", dir=root / "tmp"))
         self.dir.chmod(0o755)
-        for name in ("gimp", "cache", "config", "data", "tmp", "work", "records"):
+        for name in ("gimp", "cache", "config", "data", "tmp", "work", "records", "home"):
             (self.dir / name).mkdir()
-        self.plugin = install_plugin(self.dir / "gimp" / "plug-ins", self.dir / "records",
-                                     install)
+        self.gimp3_directory = install is not None
+        self.plugin = None if install is None else install_plugin(
+            self.dir / "gimp" / "plug-ins", self.dir / "records", install)
         self.runs = 0
 
     def inner(self, path: Path) -> str:
@@ -133,6 +170,14 @@ class GimpSession:
 
     def file(self, name: str) -> Path:
         return self.dir / "work" / name
+
+    def user_realscale(self, *args: str) -> str:
+        """``realscale ARGS`` as the user whose folders GIMP uses in this session (their home
+        and XDG folders, no GIMP3_DIRECTORY); its stdout."""
+        return _realscale(*args, env={
+            "HOME": str(self.dir / "home"), "XDG_CONFIG_HOME": str(self.dir / "config"),
+            "XDG_DATA_HOME": str(self.dir / "data"), "XDG_CACHE_HOME": str(self.dir / "cache"),
+        })
 
     def run(self, cases: list[dict], *, env: dict[str, str] | None = None) -> dict:
         """Run the driver over ``cases`` in one gimp-console; return its results, with the
@@ -148,20 +193,21 @@ class GimpSession:
         variables = {
             "HOME": "/root", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1",  # stacks on SIGABRT
-            "GIMP3_DIRECTORY": f"{inner}/gimp",
             "XDG_CACHE_HOME": f"{inner}/cache", "XDG_CONFIG_HOME": f"{inner}/config",
             "XDG_DATA_HOME": f"{inner}/data", "TMPDIR": f"{inner}/tmp",
             "REALSCALE_GIMP_JOB": self.inner(job),
         }
+        if self.gimp3_directory:
+            variables["GIMP3_DIRECTORY"] = f"{inner}/gimp"
         variables.update(env or {})
         command = ["chroot", str(self.root), "/usr/bin/env", "-i",
                    *(f"{key}={value}" for key, value in variables.items()),
-                   "gimp-console-3.0", "-i", "--no-data", "--no-fonts",
+                   self.host.console, "-i", "--no-data", "--no-fonts",
                    "--batch-interpreter=python-fu-eval", "-b", "-", "--quit"]
         code, log = _run_group(command, f"exec(open({self.inner(driver)!r}).read())\n",
                                GIMP_TIMEOUT)
         if not result.is_file():
-            pytest.fail(f"gimp-console (exit code {code}) wrote no result; its output:\n"
+            pytest.fail(f"{self.host.console} (exit code {code}) wrote no result; its output:\n"
                         f"{log[-6000:]}")
         results = json.loads(result.read_text())
         results["log"], results["exit_code"] = log, code

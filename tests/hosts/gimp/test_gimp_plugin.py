@@ -1,34 +1,55 @@
-"""plug-in-realscale-upscale in the real GIMP 3.0.4 (Debian 13 chroot, gimp-console batch).
+"""plug-in-realscale-upscale in the real GIMP 3.0.4 (Debian 13) and GIMP 3.2.6 (Debian sid),
+gimp-console batch runs in the chroots of ``scripts/host-chroot.sh``.
 
-Real images from tests/data, cropped small (2 CPU cores): 8-bit RGBA, 16-bit RGBA with
-its own ICC profile, 8-bit grey, grey with a grey ICC profile. Each is upscaled by the
-plug-in through GIMP's PDB and by ``realscale upscale`` with the same model, scale and tile;
-the new layer's stored values and GIMP's PNG export must equal the command's output exactly.
-The same images converted in GIMP to linear float, half, linear u32 and indexed check the
-other precisions; errors (unknown model, no layer, no worker) must leave the image as it was.
-The worker runs outside the chroot on 127.0.0.1 (the chroot cannot see this environment's
-torch).
+Every check runs in both releases. Real images from tests/data, cropped small (2 CPU cores):
+8-bit RGBA, 16-bit RGBA with its own ICC profile, 8-bit grey, grey with a grey ICC profile.
+Each is upscaled by the plug-in through GIMP's PDB and by ``realscale upscale`` with the same
+model, scale and tile; the new layer's stored values and GIMP's PNG export must equal the
+command's output exactly. The same images converted in GIMP to linear float, half, linear u32
+and indexed check the other precisions; errors (unknown model, no layer, no worker) must leave
+the image as it was. A user's own GIMP folders: ``realscale install gimp`` before GIMP ever
+started (GIMP 3.2 copies GIMP/3.0 on its first start), and for a user who already runs that
+GIMP; ``realscale uninstall gimp`` takes back every copy. GIMP 3.2 only: the source may be a
+vector layer or a link layer; the result is a new raster layer with the exact values of
+``realscale upscale`` on what GIMP renders. The worker runs outside the chroot on 127.0.0.1
+(the chroot cannot see this environment's torch).
 
-The chroot is built on first use and cached (scripts/gimp-chroot.sh, about a minute); the
-tests skip, saying why, only where it cannot be built (no root, no debootstrap, no mirror),
-and fail instead when REALSCALE_REQUIRE_GIMP=1.
+The chroots are built on first use and cached (a few minutes each; parallel runs share one
+build); the tests skip, saying why, only where they cannot be built (no root, no debootstrap,
+no mirror), and fail instead when REALSCALE_REQUIRE_GIMP=1 (CI). Each GIMP is started four
+times in all (work is shared between the tests through ``Runs``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from gimp_host import EXACT_ENV, REPO, GimpSession, TcpWorker, build_chroot, closed_port
+from gimp_host import (
+    EXACT_ENV,
+    GIMPS,
+    REPO,
+    GimpSession,
+    TcpWorker,
+    build_chroot,
+    closed_port,
+)
+from PIL import Image
 
 from helpers import data_file
 
 FAST = "realesr-animevideov3"  # compact x4 model: quick on a CPU
 PROCEDURE_ARGS = ["run-mode", "image", "drawables", "model", "scale", "tile", "device"]
+HOSTS = {host.version: host for host in GIMPS}
+PLUGIN_FILE = Path("realscale-upscale") / "realscale-upscale.py"
 
 # name: source file, crop (top, left, height, width), model, scale, tile, raw babl format.
 # The crops hold every kind of pixel: transparent, semi-transparent and opaque, edges.
@@ -39,9 +60,12 @@ IMAGES = {
     # Grey with its own (grey) ICC profile, from the JPEG sample, cropped into a PNG.
     "gray8-icc": ("wolf_gray.jpg", (100, 150, 24, 24), FAST, 3.0, 0, "native"),
 }
+# GIMP 3.2's vector layer: an image this size with a filled ellipse (x, y, rx, ry) on a
+# transparent layer of its own size, away from the corner.
+VECTOR = {"size": [40, 30], "ellipse": [20, 14, 11, 7], "scale": 2.0, "tile": 0}
 
 
-def _crop(name: str, out) -> None:
+def _crop(name: str, out: Path) -> None:
     from realscale import formats
 
     source, (top, left, height, width), *_ = IMAGES[name]
@@ -51,7 +75,7 @@ def _crop(name: str, out) -> None:
     formats.write_image(out, pixels, like=image, format="png")
 
 
-def _cli_upscale(source, out, model: str, scale: float, tile: int) -> None:
+def _cli_upscale(source: Path, out: Path, model: str, scale: float, tile: int) -> None:
     command = [sys.executable, "-m", "realscale", "upscale", str(source), "-o", str(out),
                "--model", model, "--scale", f"{scale:g}", "--tile", str(tile or "auto"),
                "--device", "cpu", "-q"]
@@ -63,7 +87,7 @@ def _cli_upscale(source, out, model: str, scale: float, tile: int) -> None:
     assert proc.returncode == 0, f"{' '.join(command)} failed:\n{proc.stderr}"
 
 
-def _read(path) -> np.ndarray:
+def _read(path: Path) -> np.ndarray:
     from realscale import formats
 
     pixels = formats.read_image(path).pixels
@@ -74,113 +98,260 @@ def _args(model: str, scale: float, tile: int) -> dict:
     return {"model": model, "scale": scale, "tile": tile, "device": "cpu"}
 
 
-@pytest.fixture(scope="module")
-def chroot():
-    return build_chroot()
+def _plugin_copies(gimp_dir: Path) -> dict[str, bool]:
+    """Each GIMP version folder of a user, and whether the plug-in is in its plug-ins."""
+    if not gimp_dir.is_dir():
+        return {}
+    return {entry.name: (entry / "plug-ins" / PLUGIN_FILE).is_file()
+            for entry in sorted(gimp_dir.iterdir()) if entry.is_dir()}
+
+
+class Runs:
+    """What the tests look at, made once per module and only when a test asks: the chroots,
+    the crops and the command's results, the worker, and each GIMP's runs. The GIMP sessions
+    stay until the module ends, so the tests of both releases may run in any order."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self._done: dict[Any, tuple[bool, Any]] = {}
+        self._sessions: list[GimpSession] = []
+        self._worker: TcpWorker | None = None
+
+    def _once(self, key: Any, make: Callable[[], Any]) -> Any:
+        if key not in self._done:
+            try:
+                self._done[key] = (True, make())
+            except (Exception, pytest.skip.Exception, pytest.fail.Exception) as exc:
+                self._done[key] = (False, exc)  # a skip or failure is not retried per test
+        ok, value = self._done[key]
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        for session in self._sessions:
+            session.close()
+        if self._worker is not None:
+            self._worker.close()
+
+    def chroot(self, version: str) -> Path:
+        return self._once(("chroot", version), lambda: build_chroot(HOSTS[version]))
+
+    def session(self, version: str, install: str | None) -> GimpSession:
+        session = GimpSession(self.chroot(version), HOSTS[version], install=install)
+        self._sessions.append(session)
+        return session
+
+    def worker(self) -> TcpWorker:
+        if self._worker is None:
+            self._worker = TcpWorker()
+        return self._worker
+
+    def expected(self) -> dict[str, dict[str, Path]]:
+        """The crops, and ``realscale upscale`` of each (the same for every GIMP)."""
+
+        def make() -> dict[str, dict[str, Path]]:
+            folder = self.tmp / "expected"
+            folder.mkdir()
+            crops, cli = {}, {}
+            for name, (_, _, model, scale, tile, _) in IMAGES.items():
+                crops[name] = folder / f"{name}.png"
+                _crop(name, crops[name])
+                cli[name] = folder / f"{name}-cli.png"
+                _cli_upscale(crops[name], cli[name], model, scale, tile)
+            return {"crops": crops, "cli": cli}
+
+        return self._once("expected", make)
+
+    def crop(self, session: GimpSession, name: str) -> Path:
+        """The crop ``name`` copied into ``session`` (where GIMP can read it)."""
+        target = session.file(f"{name}.png")
+        if not target.is_file():
+            shutil.copyfile(self.expected()["crops"][name], target)
+        return target
+
+    def offline(self, version: str) -> dict:
+        return self._once(("offline", version), lambda: self._offline(version))
+
+    def upscaled(self, version: str) -> dict:
+        return self._once(("upscaled", version), lambda: self._upscaled(version))
+
+    def user(self, version: str) -> dict:
+        return self._once(("user", version), lambda: self._user(version))
+
+    def _offline(self, version: str) -> dict:
+        """The plug-in installed from the package zip, with no worker: the per-user client
+        config in the chroot (no REALSCALE_WORKER_CONFIG) names an address where nothing
+        listens. Needs no worker, so registration is checked even when the worker is
+        broken."""
+        gimp = self.session(version, "zip")
+        crop = gimp.file("offline.png")
+        _crop("rgba8", crop)
+        address = f"127.0.0.1:{closed_port()}"
+        config = gimp.dir / "config" / "realscale" / "worker.json"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps({"version": 1, "address": address, "token": "not-a-token"}))
+        results = gimp.run([{"name": "unreachable", "input": gimp.inner(crop),
+                             "args": _args(FAST, 4.0, 0)}])
+        return {"results": results, "address": address}
+
+    def _upscaled(self, version: str) -> dict:
+        """One gimp-console run over every case with a live worker (the plug-in installed
+        by `realscale install gimp --dest`)."""
+        gimp = self.session(version, "install")
+        expected = self.expected()
+        config = gimp.file("worker.json")
+        config.write_text(json.dumps(self.worker().config))
+        trace = gimp.file("progress.txt")
+        cases = []
+        for name, (_, _, model, scale, tile, raw_format) in IMAGES.items():
+            cases.append({
+                "name": name, "input": gimp.inner(self.crop(gimp, name)),
+                "args": _args(model, scale, tile),
+                "raw": gimp.inner(gimp.file(f"{name}.raw")), "raw_format": raw_format,
+                "export": gimp.inner(gimp.file(f"{name}-gimp.png")),
+            })
+        rgba8 = gimp.inner(self.crop(gimp, "rgba8"))
+        gray8 = gimp.inner(self.crop(gimp, "gray8"))
+        cases += [
+            # 32-bit float with LINEAR light: the plug-in must still hand the network
+            # sRGB-encoded values (R'G'B'A float), so the result matches the 8-bit one.
+            {"name": "float-linear", "input": rgba8, "precision": "FLOAT_LINEAR",
+             "args": _args(FAST, 4.0, 16), "raw": gimp.inner(gimp.file("float-linear.raw")),
+             "raw_format": "R'G'B'A float"},
+            {"name": "half-nonlinear", "input": gray8, "precision": "HALF_NON_LINEAR",
+             "args": _args(FAST, 2.0, 24), "raw": gimp.inner(gimp.file("half.raw")),
+             "raw_format": "Y' float"},
+            {"name": "u32-linear", "input": gray8, "precision": "U32_LINEAR",
+             "args": _args(FAST, 2.0, 24), "raw": gimp.inner(gimp.file("u32.raw")),
+             "raw_format": "Y' float"},
+            {"name": "indexed", "input": rgba8, "indexed": 32, "args": _args(FAST, 2.0, 0)},
+            {"name": "offsets", "input": gray8, "offsets": [5, 7], "args": _args(FAST, 2.0, 0)},
+            {"name": "bad-model", "input": rgba8, "args": _args("no-such-model", 4.0, 0)},
+            {"name": "no-layer", "input": rgba8, "no_drawables": True,
+             "args": _args(FAST, 4.0, 0)},
+        ]
+        if version != "3.0":  # vector and link layers are new in GIMP 3.2
+            cases += [
+                {"name": "vector", "make": "vector", **VECTOR,
+                 "args": _args(FAST, VECTOR["scale"], VECTOR["tile"]),
+                 "source_raw": gimp.inner(gimp.file("vector-source.raw")),
+                 "raw": gimp.inner(gimp.file("vector.raw")), "raw_format": "R'G'B'A u8"},
+                # A link layer to the rgba8 crop, upscaled exactly as the rgba8 case.
+                {"name": "link", "make": "link", "input": rgba8, "size": [32, 32],
+                 "args": _args(FAST, 4.0, 16), "raw": gimp.inner(gimp.file("link.raw")),
+                 "raw_format": "native"},
+            ]
+        results = gimp.run(cases, env={"REALSCALE_WORKER_CONFIG": gimp.inner(config),
+                                       "REALSCALE_GIMP_PROGRESS_TRACE": gimp.inner(trace)})
+        assert results["registered"], (
+            f"the plug-in did not register in GIMP {version}:\n{results['log'][-3000:]}")
+        by_name = {case["name"]: case for case in results["cases"]}
+        for case in results["cases"]:
+            assert "driver_error" not in case, case["driver_error"]
+        cli = dict(expected["cli"])
+        vector = by_name.get("vector")
+        if vector is not None and vector.get("status") == "success":
+            # What GIMP rendered for the vector layer, upscaled by the command.
+            width, height = vector["before"]["layers"][0]["width"], vector["before"][
+                "layers"][0]["height"]
+            source = np.fromfile(gimp.file("vector-source.raw"), dtype=np.uint8)
+            rendered = gimp.file("vector-source.png")
+            Image.fromarray(source.reshape(height, width, 4), "RGBA").save(rendered)
+            cli["vector"] = gimp.file("vector-cli.png")
+            _cli_upscale(rendered, cli["vector"], FAST, VECTOR["scale"], VECTOR["tile"])
+        return {"results": results, "cases": by_name, "cli": cli, "gimp": gimp,
+                "progress": trace.read_text() if trace.is_file() else ""}
+
+    def _user(self, version: str) -> dict:
+        """A user's own folders (no GIMP3_DIRECTORY): `realscale install gimp` before GIMP
+        ever started, GIMP's first start, `realscale uninstall gimp`; then, for the user who
+        now runs this GIMP, `realscale install gimp` again, GIMP, and uninstall. Each GIMP
+        run upscales the rgba8 crop through the worker."""
+        gimp = self.session(version, None)
+        gimp_dir = gimp.dir / "config" / "GIMP"
+        worker_json = gimp.dir / "config" / "realscale" / "worker.json"
+        tcp = gimp.file("tcp.json")
+        tcp.write_text(json.dumps(self.worker().config))
+        env = {"REALSCALE_WORKER_CONFIG": gimp.inner(tcp)}  # the worker out here, over TCP
+        crop = gimp.inner(self.crop(gimp, "rgba8"))
+
+        def case(name: str) -> dict:
+            return {"name": name, "input": crop, "args": _args(FAST, 4.0, 16),
+                    "raw": gimp.inner(gimp.file(f"{name}.raw")), "raw_format": "native"}
+
+        def installed() -> list[str]:
+            records = gimp.dir / "config" / "realscale" / "installs"
+            folders = [json.loads(r.read_text())["folder"] for r in records.glob("*.json")]
+            return sorted(str(Path(f).relative_to(gimp_dir)) for f in folders)
+
+        facts: dict[str, Any] = {"gimp": gimp}
+        gimp.user_realscale("install", "gimp")
+        facts["first_install"] = installed()
+        facts["first_config"] = worker_json.is_file()
+        facts["first_run"] = gimp.run([case("first")], env=env)
+        facts["first_copies"] = _plugin_copies(gimp_dir)
+        gimp.user_realscale("uninstall", "gimp")
+        facts["uninstalled_copies"] = _plugin_copies(gimp_dir)
+        facts["uninstalled_config"] = worker_json.exists()
+        gimp.user_realscale("install", "gimp")
+        facts["second_install"] = installed()
+        facts["second_run"] = gimp.run([case("second")], env=env)
+        gimp.user_realscale("uninstall", "gimp")
+        facts["final_copies"] = _plugin_copies(gimp_dir)
+        return facts
 
 
 @pytest.fixture(scope="module")
-def gimp(chroot):
-    """GIMP with the plug-in installed by `realscale install gimp --dest`."""
-    session = GimpSession(chroot, install="install")
-    yield session
-    session.close()
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
+    made = Runs(tmp_path_factory.mktemp("gimp-runs"))
+    yield made
+    made.close()
 
 
-@pytest.fixture(scope="module")
-def gimp_from_zip(chroot):
-    """GIMP with the plug-in unpacked from the zip of `realscale package gimp`."""
-    session = GimpSession(chroot, install="zip")
-    yield session
-    session.close()
+@pytest.fixture(params=list(HOSTS))
+def version(request: pytest.FixtureRequest) -> str:
+    """The GIMP release a test runs in: every check runs in each."""
+    return request.param
 
 
-@pytest.fixture(scope="module")
-def worker():
-    tcp = TcpWorker()
-    yield tcp
-    tcp.close()
+@pytest.fixture
+def offline(runs: Runs, version: str) -> dict:
+    return runs.offline(version)
 
 
-@pytest.fixture(scope="module")
-def offline(gimp_from_zip):
-    """The plug-in installed from the package zip, with no worker: the per-user client
-    config in the chroot (no REALSCALE_WORKER_CONFIG) names an address where nothing
-    listens. Needs no worker, so registration is checked even when the worker is broken."""
-    gimp = gimp_from_zip
-    crop = gimp.file("offline.png")
-    _crop("rgba8", crop)
-    address = f"127.0.0.1:{closed_port()}"
-    config = gimp.dir / "config" / "realscale" / "worker.json"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(json.dumps({"version": 1, "address": address, "token": "not-a-token"}))
-    results = gimp.run([{"name": "unreachable", "input": gimp.inner(crop),
-                         "args": _args(FAST, 4.0, 0)}])
-    return {"results": results, "address": address}
+@pytest.fixture
+def upscaled(runs: Runs, version: str) -> dict:
+    return runs.upscaled(version)
 
 
-@pytest.fixture(scope="module")
-def upscaled(gimp, worker):
-    """One gimp-console run over every case with a live worker; the command's outputs."""
-    config = gimp.file("worker.json")
-    config.write_text(json.dumps(worker.config))
-    trace = gimp.file("progress.txt")
-    cases, cli = [], {}
-    for name, (_, _, model, scale, tile, raw_format) in IMAGES.items():
-        crop = gimp.file(f"{name}.png")
-        _crop(name, crop)
-        cli[name] = gimp.file(f"{name}-cli.png")
-        _cli_upscale(crop, cli[name], model, scale, tile)
-        cases.append({
-            "name": name, "input": gimp.inner(crop), "args": _args(model, scale, tile),
-            "raw": gimp.inner(gimp.file(f"{name}.raw")), "raw_format": raw_format,
-            "export": gimp.inner(gimp.file(f"{name}-gimp.png")),
-        })
-    rgba8 = gimp.inner(gimp.file("rgba8.png"))
-    gray8 = gimp.inner(gimp.file("gray8.png"))
-    cases += [
-        # 32-bit float with LINEAR light: the plug-in must still hand the network
-        # sRGB-encoded values (R'G'B'A float), so the result matches the 8-bit one.
-        {"name": "float-linear", "input": rgba8, "precision": "FLOAT_LINEAR",
-         "args": _args(FAST, 4.0, 16), "raw": gimp.inner(gimp.file("float-linear.raw")),
-         "raw_format": "R'G'B'A float"},
-        {"name": "half-nonlinear", "input": gray8, "precision": "HALF_NON_LINEAR",
-         "args": _args(FAST, 2.0, 24), "raw": gimp.inner(gimp.file("half.raw")),
-         "raw_format": "Y' float"},
-        {"name": "u32-linear", "input": gray8, "precision": "U32_LINEAR",
-         "args": _args(FAST, 2.0, 24), "raw": gimp.inner(gimp.file("u32.raw")),
-         "raw_format": "Y' float"},
-        {"name": "indexed", "input": rgba8, "indexed": 32, "args": _args(FAST, 2.0, 0)},
-        {"name": "offsets", "input": gray8, "offsets": [5, 7], "args": _args(FAST, 2.0, 0)},
-        {"name": "bad-model", "input": rgba8, "args": _args("no-such-model", 4.0, 0)},
-        {"name": "no-layer", "input": rgba8, "no_drawables": True, "args": _args(FAST, 4.0, 0)},
-    ]
-    results = gimp.run(cases, env={"REALSCALE_WORKER_CONFIG": gimp.inner(config),
-                                   "REALSCALE_GIMP_PROGRESS_TRACE": gimp.inner(trace)})
-    assert results["registered"], (
-        f"the plug-in did not register:\n{results['log'][-3000:]}")
-    by_name = {case["name"]: case for case in results["cases"]}
-    for case in results["cases"]:
-        assert "driver_error" not in case, case["driver_error"]
-    return {"results": results, "cases": by_name, "cli": cli,
-            "progress": trace.read_text() if trace.is_file() else ""}
+@pytest.fixture
+def user(runs: Runs, version: str) -> dict:
+    return runs.user(version)
 
 
-def _case(upscaled, name: str) -> dict:
+def _case(upscaled: dict, name: str) -> dict:
     case = upscaled["cases"][name]
     assert case["status"] == "success", (
         f"{name}: {case['status']}: {case['message']}\n{upscaled['results']['log'][-3000:]}")
     return case
 
 
-def _raw(gimp, name: str, dtype, shape) -> np.ndarray:
+def _raw(gimp: GimpSession, name: str, dtype, shape) -> np.ndarray:
     data = np.fromfile(gimp.file(f"{name}.raw"), dtype=dtype)
     return data.reshape(shape)
 
 
-def test_procedure_registers(offline):
+def _assert_same(got: np.ndarray, expected: np.ndarray, what: str) -> None:
+    diff = np.abs(got.astype(np.int64) - expected.astype(np.int64))
+    assert diff.max() == 0, (
+        f"{what} differs from `realscale upscale` at {int((diff > 0).sum())} values, by up "
+        f"to {int(diff.max())}")
+
+
+def test_procedure_registers(offline, version):
     results = offline["results"]
-    assert results["gimp_version"].startswith("3.0"), results["gimp_version"]
+    assert results["gimp_version"].startswith(f"{version}."), results["gimp_version"]
     assert results["registered"], "lookup_procedure('plug-in-realscale-upscale') is None"
     proc = results["procedure"]
     assert proc["menu_label"] == "Upscale with Real-ESRGAN..."
@@ -192,7 +363,8 @@ def test_procedure_registers(offline):
 
 
 @pytest.mark.parametrize("name", list(IMAGES))
-def test_pixels_equal_realscale_upscale(gimp, upscaled, name):
+def test_pixels_equal_realscale_upscale(upscaled, name):
+    gimp = upscaled["gimp"]
     case = _case(upscaled, name)
     expected = _read(upscaled["cli"][name])
     height, width, channels = expected.shape
@@ -201,11 +373,8 @@ def test_pixels_equal_realscale_upscale(gimp, upscaled, name):
         assert (alpha == 0).any() and ((alpha > 0) & (alpha < top)).any() and (
             alpha == top).any()
     # The new layer's own stored values (its native format: no conversion at all).
-    got = _raw(gimp, name, expected.dtype, expected.shape)
-    diff = np.abs(got.astype(np.int64) - expected.astype(np.int64))
-    assert diff.max() == 0, (
-        f"{name}: GIMP's layer differs from `realscale upscale` at {int((diff > 0).sum())} "
-        f"values, by up to {int(diff.max())}")
+    _assert_same(_raw(gimp, name, expected.dtype, expected.shape), expected,
+                 f"{name}: GIMP's layer")
     # GIMP's PNG export of that layer, read back from the file.
     exported = _read(gimp.file(f"{name}-gimp.png"))
     assert exported.dtype == expected.dtype and exported.shape == expected.shape, (
@@ -233,6 +402,7 @@ def test_result_layer_structure(upscaled, name):
     assert (new["width"], new["height"]) == (after["width"], after["height"])
     assert new["format"] == source["format"], "the new layer must have the image's format"
     assert new["has_alpha"] == source["has_alpha"]
+    assert new["kind"] == "Layer"
     assert after["selected"] == [new["name"]]
     assert after["dirty"], "the upscale must be an undo step"
 
@@ -246,23 +416,23 @@ def test_sixteen_bit_keeps_its_profile_and_precision(upscaled):
     assert case["after"]["layers"][0]["format"] == case["before"]["layers"][0]["format"]
 
 
-def test_linear_float_goes_through_srgb_encoded_values(gimp, upscaled):
+def test_linear_float_goes_through_srgb_encoded_values(upscaled):
     case = _case(upscaled, "float-linear")
     assert case["after"]["precision"] == "float-linear"
     assert case["after"]["layers"][0]["format"] == "RGBA float"
     expected = _read(upscaled["cli"]["rgba8"]).astype(np.float64) / 255
-    got = _raw(gimp, "float-linear", np.float32, expected.shape).astype(np.float64)
+    got = _raw(upscaled["gimp"], "float-linear", np.float32, expected.shape).astype(np.float64)
     # Same input values (8-bit in a float image); the command rounds its output to 8 bits,
     # GIMP keeps floats: half a step apart at most. Linear values would be far off.
     worst = float(np.abs(got - expected).max())
     assert worst <= 0.5 / 255 + 1e-4, f"float result differs by up to {worst * 255:.2f}/255"
 
 
-def test_half_float_grey(gimp, upscaled):
+def test_half_float_grey(upscaled):
     case = _case(upscaled, "half-nonlinear")
     assert case["after"]["precision"] == "half-non-linear"
     expected = _read(upscaled["cli"]["gray8"]).astype(np.float64) / 255
-    got = _raw(gimp, "half", np.float32, expected.shape).astype(np.float64)
+    got = _raw(upscaled["gimp"], "half", np.float32, expected.shape).astype(np.float64)
     worst = float(np.abs(got - expected).max())
     # The 8-bit values are stored as half floats (steps of 1/2048 near 1.0) and the result
     # is rounded to half floats again; the command's 8-bit path rounds twice (x4, then
@@ -271,12 +441,12 @@ def test_half_float_grey(gimp, upscaled):
     assert worst <= 1.5 / 255, f"half result differs by up to {worst * 255:.2f}/255"
 
 
-def test_u32_linear_grey(gimp, upscaled):
+def test_u32_linear_grey(upscaled):
     # 32-bit integer, linear light: travels as sRGB-encoded float32, comes back as u32.
     case = _case(upscaled, "u32-linear")
     assert case["after"]["precision"] == "u32-linear"
     expected = _read(upscaled["cli"]["gray8"]).astype(np.float64) / 255
-    got = _raw(gimp, "u32", np.float32, expected.shape).astype(np.float64)
+    got = _raw(upscaled["gimp"], "u32", np.float32, expected.shape).astype(np.float64)
     worst = float(np.abs(got - expected).max())
     # Scale 2 with an x4 model: the command's 8-bit path rounds the x4 result to 8 bits,
     # resizes it and rounds again (up to one 8-bit step in all); the float path rounds never.
@@ -344,3 +514,82 @@ def test_unreachable_worker_says_how_to_install(offline):
     assert offline["address"] in message, message
     assert "realscale install gimp" in message, message
     _assert_unchanged(case)
+
+
+# -- a user's own GIMP folders ----------------------------------------------------------------
+
+
+def _user_run(user: dict, run: str) -> np.ndarray:
+    results = user[f"{run}_run"]
+    assert results["registered"], (
+        f"{run} run: the plug-in did not register:\n{results['log'][-3000:]}")
+    [case] = results["cases"]
+    assert case["status"] == "success", f"{run} run: {case['status']}: {case['message']}"
+    expected_shape = (128, 128, 4)
+    return _raw(user["gimp"], run, np.uint8, expected_shape)
+
+
+def test_install_before_gimp_ever_started(runs, user, version):
+    # No GIMP folder yet: the 3.0 one, which GIMP 3.2 copies on its first start.
+    assert user["first_install"] == ["3.0/plug-ins"]
+    assert user["first_config"], "`realscale install gimp` writes the worker config"
+    copies = user["first_copies"]
+    assert copies == {"3.0": True, version: True}, (
+        f"after GIMP {version}'s first start the plug-in is in {copies}")
+    got = _user_run(user, "first")
+    _assert_same(got, _read(runs.expected()["cli"]["rgba8"]), "the user's first upscale")
+
+
+def test_uninstall_takes_back_every_copy(user, version):
+    # Including the copy GIMP 3.2 made of GIMP/3.0; the folders install made are gone, and
+    # the GIMP version folder the user runs stays.
+    assert user["uninstalled_copies"] == {version: False}, user["uninstalled_copies"]
+    assert not user["uninstalled_config"], "the worker config install wrote is removed"
+    assert user["final_copies"] == {version: False}, user["final_copies"]
+
+
+def test_user_who_already_runs_this_gimp_installs(runs, user, version):
+    # The user has run GIMP (here: only this version): its folder, and no other.
+    assert user["second_install"] == [f"{version}/plug-ins"]
+    got = _user_run(user, "second")
+    _assert_same(got, _read(runs.expected()["cli"]["rgba8"]), "the user's upscale")
+
+
+# -- GIMP 3.2: vector and link layers ----------------------------------------------------------
+
+
+@pytest.fixture
+def upscaled_32(runs: Runs) -> dict:
+    return runs.upscaled("3.2")
+
+
+def test_vector_layer_becomes_an_upscaled_raster_layer(upscaled_32):
+    case = _case(upscaled_32, "vector")
+    source = case["before"]["layers"][0]
+    assert source["kind"] == "VectorLayer"
+    new, kept = case["after"]["layers"]
+    assert new["kind"] == "Layer" and kept["kind"] == "VectorLayer"
+    assert new["visible"] and not kept["visible"]
+    scale = VECTOR["scale"]
+    assert (new["width"], new["height"]) == (source["width"] * scale, source["height"] * scale)
+    assert new["offsets"] == [round(o * scale) for o in source["offsets"]]
+    assert source["offsets"] != [0, 0], "the ellipse's layer is away from the corner"
+    # The rendering really has transparent, antialiased and opaque pixels of the fill.
+    rendered = _read(upscaled_32["gimp"].file("vector-source.png"))
+    alpha = rendered[..., 3]
+    assert (alpha == 0).any() and ((alpha > 0) & (alpha < 255)).any() and (alpha == 255).any()
+    expected = _read(upscaled_32["cli"]["vector"])
+    assert expected.shape == (new["height"], new["width"], 4)
+    got = _raw(upscaled_32["gimp"], "vector", np.uint8, expected.shape)
+    _assert_same(got, expected, "the upscaled vector layer")
+
+
+def test_link_layer_becomes_an_upscaled_raster_layer(upscaled_32):
+    case = _case(upscaled_32, "link")
+    assert case["before"]["layers"][0]["kind"] == "LinkLayer"
+    new, kept = case["after"]["layers"]
+    assert new["kind"] == "Layer" and kept["kind"] == "LinkLayer"
+    assert new["visible"] and not kept["visible"]
+    expected = _read(upscaled_32["cli"]["rgba8"])
+    got = _raw(upscaled_32["gimp"], "link", np.uint8, expected.shape)
+    _assert_same(got, expected, "the upscaled link layer (to the rgba8 crop)")
