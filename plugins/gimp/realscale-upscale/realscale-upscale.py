@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""realscale for GIMP 3: Filters > Enhance > Upscale with Real-ESRGAN...
+"""realscale for GIMP 3.0 and 3.2: Filters > Enhance > Upscale with Real-ESRGAN...
 
 Registers the image procedure ``plug-in-realscale-upscale`` (model, scale, tile, device).
 The layer's pixels go, in the image's own precision, to the realscale worker through the
 standard-library client installed beside this file (``realscale_client.py``); GIMP's Python
 never imports torch. The result becomes a new layer above the source in the image enlarged
 by the scale, the source is hidden, and all of it is one undo step. Nothing in the image
-changes before the worker has answered, so a failure leaves the image as it was.
+changes before the worker has answered, so a failure leaves the image as it was. A text
+layer, or in GIMP 3.2 a vector or link layer, is upscaled as GIMP renders it, and the result
+is an ordinary raster layer (the source keeps its text, path or file, hidden).
 
 Installed by ``realscale install gimp`` (or from the zip ``realscale package gimp`` makes).
 """
