@@ -6,9 +6,9 @@ The layer's pixels go, in the image's own precision, to the realscale worker thr
 standard-library client installed beside this file (``realscale_client.py``); GIMP's Python
 never imports torch. The result becomes a new layer above the source in the image enlarged
 by the scale, the source is hidden, and all of it is one undo step. Nothing in the image
-changes before the worker has answered, so a failure leaves the image as it was. A text
-layer, or in GIMP 3.2 a vector or link layer, is upscaled as GIMP renders it, and the result
-is an ordinary raster layer (the source keeps its text, path or file, hidden).
+changes before the worker has answered, so a failure leaves the image as it was. In GIMP 3.2
+a vector or link layer is upscaled as GIMP renders it, and the result is an ordinary raster
+layer (the source keeps its path or file, hidden).
 
 Installed by ``realscale install gimp`` (or from the zip ``realscale package gimp`` makes).
 """
