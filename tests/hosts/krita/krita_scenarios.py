@@ -220,6 +220,7 @@ def upscale_matches_cli(ctx):
 
     # 1. 8-bit RGBA through the dialog, with layers above and below the source.
     document = ctx.open(p["rgba8"])
+    yield from ctx.ready(document)
     yield 200
     root = document.rootNode()
     source = root.childNodes()[0]
@@ -248,6 +249,7 @@ def upscale_matches_cli(ctx):
 
     # 2. 16-bit RGBA (Adobe RGB profile): Upscale Again from its keyboard shortcut.
     document = ctx.open(p["rgba16"])
+    yield from ctx.ready(document)
     yield 300
     ctx.record("rgba16_before", describe(ctx, document))
     press(window, Qt.Key.Key_U, UPSCALE_AGAIN_KEYS)
@@ -256,6 +258,7 @@ def upscale_matches_cli(ctx):
 
     # 3. 8-bit grey through the dialog: the whole visible canvas, x2.
     document = ctx.open(p["gray8"])
+    yield from ctx.ready(document)
     yield 300
     ctx.record("gray8_before", describe(ctx, document))
     answer_dialog(ctx, "dialog_second", {
@@ -266,6 +269,7 @@ def upscale_matches_cli(ctx):
 
     # 4. 16-bit grey: Upscale Again from the menu action (the last settings: canvas, x2).
     document = ctx.open(p["gray16"])
+    yield from ctx.ready(document)
     yield 300
     ctx.record("gray16_before", describe(ctx, document))
     ctx.trigger(AGAIN)
@@ -274,6 +278,7 @@ def upscale_matches_cli(ctx):
     # 5. Float RGBA through the function API (converted from the 8-bit crop, same profile).
     for depth in ("F32", "F16"):
         document = ctx.open(p["rgba8"])
+        yield from ctx.ready(document)
         yield 200
         document.setColorSpace("RGBA", depth, document.colorProfile())
         document.waitForDone()
@@ -305,6 +310,7 @@ def cancel_and_failures(ctx):
 
     # 1. Cancel once the first tile is done.
     document = ctx.open(p["big"])
+    yield from ctx.ready(document)
     yield 300
     before = ctx.snapshot(document)
     state = watch_progress(ctx, {}, click_cancel)
@@ -337,6 +343,7 @@ def cancel_and_failures(ctx):
     # 3. The next upscale starts a new worker and works.
     settings.save(settings.Settings(p["model"], 4.0, "layer", p["tile"], "cpu"))
     small = ctx.open(p["rgba8"])
+    yield from ctx.ready(small)
     yield 200
     ctx.record("active_before_restart", ctx.app.activeDocument().fileName())
     ctx.trigger(AGAIN)
@@ -348,6 +355,7 @@ def cancel_and_failures(ctx):
     unsupported = {}
     for model, depth in (("CMYKA", "U8"), ("LABA", "U16"), ("XYZA", "F32")):
         other = ctx.show(ctx.app.createDocument(64, 48, model, model, depth, "", 72.0))
+        yield from ctx.ready(other)
         yield 200
         snap = ctx.snapshot(other)
         ctx.trigger(AGAIN)
@@ -392,6 +400,7 @@ def installed_by_cli(ctx):
     messages = watch_messages(ctx)
     settings.save(settings.Settings(p["model"], 4.0, "layer", p["tile"], "cpu"))
     document = ctx.open(p["rgba8"])
+    yield from ctx.ready(document)
     yield 300
     press(window, Qt.Key.Key_U, UPSCALE_AGAIN_KEYS)
     yield 100

@@ -115,25 +115,23 @@ class Context:
         document.setBatchmode(True)
         self.window.addView(document)
         document.waitForDone()
-        self.wait_for_active_node(document)
         return document
 
     def show(self, document):
         """Add a view of a document made by the scenario (createDocument)."""
         document.setBatchmode(True)
         self.window.addView(document)
-        self.wait_for_active_node(document)
         return document
 
-    def wait_for_active_node(self, document, seconds=30.0):
-        """Krita 5.2 leaves a new view's active node empty for a moment after addView; a user
-        clicking a menu item a moment later finds it set. Wait for that, as the user would."""
+    def ready(self, document, seconds=30.0):
+        """Hand Krita's event loop turns (``yield from ctx.ready(doc)`` in a scenario) until
+        the new view has an active layer: Krita 5.2 leaves it empty for a moment after
+        addView, and a user's click on a menu item comes later than that."""
         deadline = time.monotonic() + seconds
         while document.activeNode() is None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no active layer {seconds:.0f}s after opening the document")
-            QApplication.processEvents()
-            time.sleep(0.01)
+            yield 20
 
     def activate(self, document):
         """Make the view of ``document`` the active one (the actions work on it)."""
