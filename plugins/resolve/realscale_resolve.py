@@ -4,12 +4,15 @@ It upscales the part of the current clip's source media that the timeline uses (
 handle frames), imports the result into a "realscale" bin and puts it on a new video track
 directly above the original at the same record frame, or adds it to the original as a take.
 The original clip is never deleted or changed (a take leaves it as the selector's first take).
+With no clip under the playhead, the one clip selected in the Media Pool is upscaled whole
+(audio kept) into the bin.
 
 Resolve runs this file with its own Python (3.6 or later) and injects ``resolve``, so it uses
 the standard library only and keeps to Python 3.6 syntax. The upscaling runs in realscale's
 own environment: ``<python> -m realscale video ... --progress json``, with the interpreter that
-``realscale install resolve`` recorded in the worker config file. Installed as one file,
-because every .py file in Fusion/Scripts/Edit becomes a menu entry.
+``realscale install resolve`` recorded in the worker config file, as docs/resolve-job.md
+describes (the Lua script for Resolve's free edition, realscale_resolve.lua, runs the same job).
+Installed as one file, because every .py file in Fusion/Scripts/Edit becomes a menu entry.
 """
 
 import contextlib
@@ -45,7 +48,9 @@ PLACEMENTS = (("track", "On a new video track above"), ("take", "As a take of th
 SCOPES = (("clip", "Current clip"), ("track", "Every clip on the track"))
 DEFAULT_HANDLES = 6
 CONFIG_VERSION = 1
-_STRIPPED_ENV = ("PYTHON", "QT_", "QML", "__PYVENV")
+KILL_AFTER = 20
+"""Seconds a cancelled job may take to stop before it is killed."""
+_STRIPPED_ENV = ("PYTHON", "QT_", "QML", "QTWEBENGINE", "__PYVENV")
 
 
 class ScriptError(Exception):
@@ -69,9 +74,10 @@ class Settings:
 
 
 class ClipJob:
-    """One timeline clip: which source frames to upscale and where the result goes."""
+    """One clip: which source frames to upscale and where the result goes. ``item`` is None
+    for a Media Pool clip, upscaled whole into the bin."""
 
-    def __init__(self, item: "TimelineItem", media_item: "MediaPoolItem", path: str,
+    def __init__(self, item: "TimelineItem | None", media_item: "MediaPoolItem", path: str,
                  first: int, left: int, used: int, count: int, record: int,
                  track: int, duration: int, frame_ratio: float) -> None:
         self.item = item
@@ -91,7 +97,8 @@ class ClipJob:
         """Timeline frames the original occupies."""
         self.frame_ratio = frame_ratio
         """Clip frames per timeline frame."""
-        self.name = item.GetName() or os.path.basename(path)
+        self.whole = item is None
+        self.name = (item or media_item).GetName() or os.path.basename(path)
         self.output = ""
         self.error = ""
         self.placed = ""
@@ -115,8 +122,9 @@ def config_path() -> str:
     return os.path.join(base, "realscale", "worker.json")
 
 
-def core_python() -> str:
-    """The interpreter of realscale's own environment, from the worker config."""
+def core_python() -> "tuple[str, list[str]]":
+    """The interpreter of realscale's own environment and the folders it needs on
+    PYTHONPATH, from the worker config."""
     path = config_path()
     fix = "run `realscale install resolve` in a terminal, then run this script again"
     try:
@@ -135,19 +143,24 @@ def core_python() -> str:
                           "`realscale install resolve`.")
     if not os.path.isfile(python):
         raise ScriptError(f"realscale's Python {python} does not exist any more; {fix}.")
-    return python
+    extra = config.get("pythonpath") if isinstance(config, dict) else None
+    pythonpath = [p for p in extra if isinstance(p, str)] if isinstance(extra, list) else []
+    return python, pythonpath
 
 
-def clean_environment() -> "dict[str, str]":
+def clean_environment(pythonpath: "list[str]") -> "dict[str, str]":
     """Resolve's own Python and Qt settings must not leak into realscale's interpreter."""
-    return {key: value for key, value in os.environ.items()
-            if not key.upper().startswith(_STRIPPED_ENV)}
+    env = {key: value for key, value in os.environ.items()
+           if not key.upper().startswith(_STRIPPED_ENV)}
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(pythonpath)
+    return env
 
 
 class Runner:
     """`realscale video` in a subprocess; its JSON progress lines arrive in ``events``."""
 
-    def __init__(self, python: str, args: "list[str]") -> None:
+    def __init__(self, python: str, pythonpath: "list[str]", args: "list[str]") -> None:
         self.events = queue.Queue()  # type: queue.Queue[dict[str, Any]]
         self.stderr = []  # type: list[str]
         self.cancelled = False
@@ -156,7 +169,8 @@ class Runner:
         try:
             self.process = subprocess.Popen(
                 [python, "-m", "realscale", "video"] + args, stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_environment(),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=clean_environment(pythonpath), cwd=os.path.expanduser("~"),
                 encoding="utf-8", errors="replace", bufsize=1, creationflags=flags)
         except OSError as exc:
             raise ScriptError(f"could not start realscale ({python}): {exc}") from None
@@ -194,7 +208,7 @@ class Runner:
     def returncode(self) -> "int | None":
         """The exit status once the process ended and its output was read, else None."""
         if self.process.poll() is None or any(r.is_alive() for r in self._readers):
-            if self.cancelled and time.monotonic() - self.cancel_time > 15:
+            if self.cancelled and time.monotonic() - self.cancel_time > KILL_AFTER:
                 self.process.kill()
             return None
         return self.process.returncode
@@ -324,8 +338,7 @@ def plan_clips(project: "Project", timeline: "Timeline",
             raise ScriptError(f"video track {track} has no clips")
     else:
         if current is None:
-            raise ScriptError("no video clip under the playhead; move the playhead onto "
-                              "the clip to upscale")
+            return [plan_pool_clip(project)], []
         track = _track_of(timeline, current)
         items = [current]
     jobs, skipped = [], []
@@ -337,6 +350,30 @@ def plan_clips(project: "Project", timeline: "Timeline",
     return jobs, skipped
 
 
+def plan_pool_clip(project: "Project") -> ClipJob:
+    """No clip under the playhead: the one clip selected in the Media Pool, whole."""
+    selected = list(project.GetMediaPool().GetSelectedClips() or [])
+    if len(selected) > 1:
+        raise ScriptError(f"no video clip under the playhead, and {len(selected)} clips are "
+                          "selected in the Media Pool; put the playhead on the clip to upscale "
+                          "or select just one")
+    if not selected:
+        raise ScriptError("no video clip under the playhead; move the playhead onto the clip "
+                          "to upscale (or select one clip in the Media Pool)")
+    media_item = selected[0]
+    name = media_item.GetName()
+    kind = str(media_item.GetClipProperty("Type") or "")
+    if "Video" not in kind:
+        raise ScriptError(f"{name} is not a video clip ({kind or 'no type'})")
+    path = media_item.GetClipProperty("File Path")
+    if not isinstance(path, str) or not path:
+        raise ScriptError(f"{name} has no source file")
+    if not os.path.isfile(path):
+        raise ScriptError(f"the source of {name} is offline ({path})")
+    frames = int(_number(media_item.GetClipProperty("Frames")) or 0)
+    return ClipJob(None, media_item, path, 0, 0, frames, frames, 0, 0, frames, 1.0)
+
+
 def output_path(job: ClipJob, settings: Settings) -> str:
     folder = settings.folder or os.path.join(os.path.dirname(job.path), BIN_NAME)
     folder = os.path.abspath(os.path.expanduser(folder))
@@ -346,7 +383,9 @@ def output_path(job: ClipJob, settings: Settings) -> str:
         raise ScriptError(f"cannot create the output folder {folder} ({exc.strerror}); "
                           "choose another folder") from None
     stem = os.path.splitext(os.path.basename(job.path))[0]
-    base = f"{stem}_x{settings.scale}_{job.first}-{job.first + job.count - 1}"
+    base = f"{stem}_x{settings.scale}"
+    if not job.whole:
+        base += f"_{job.first}-{job.first + job.count - 1}"
     path = os.path.join(folder, base + ".mov")
     number = 2
     while os.path.exists(path):
@@ -356,10 +395,13 @@ def output_path(job: ClipJob, settings: Settings) -> str:
 
 
 def video_args(job: ClipJob, settings: Settings) -> "list[str]":
-    return [job.path, "-o", job.output, "--model", settings.model, "--scale", settings.scale,
-            "--codec", settings.codec, "--start-frame", str(job.first),
-            "--frames", str(job.count), "--no-audio", "--no-subtitles", "--download",
-            "--progress", "json"]
+    """The arguments of docs/resolve-job.md: part of a timeline clip without its audio (the
+    original's keeps playing), or a whole Media Pool clip with it."""
+    args = [job.path, "-o", job.output, "--model", settings.model, "--scale", settings.scale,
+            "--codec", settings.codec]
+    if not job.whole:
+        args += ["--start-frame", str(job.first), "--frames", str(job.count), "--no-audio"]
+    return args + ["--no-subtitles", "--download", "--progress", "json"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,9 +450,21 @@ class Placer:
         clip = imported[0]
         frames = _number(clip.GetClipProperty("Frames"))
         if frames is not None and int(frames) != job.count:
+            self.media_pool.DeleteClips([clip])
             raise ScriptError(f"Resolve sees {int(frames)} frames in {job.output} where "
                               f"realscale wrote {job.count}")
         return clip
+
+    def take_back(self, clip: "MediaPoolItem") -> None:
+        """After a placement failed: empty tracks this session added and the imported clip
+        go again, so the timeline and the Media Pool are as they were."""
+        for original, track in sorted(self.tracks.items(), key=lambda t: -t[1]):
+            if not self._clip_ids(track) and self.timeline.DeleteTrack("video", track):
+                del self.tracks[original]
+                for other, index in list(self.tracks.items()):
+                    if index > track:
+                        self.tracks[other] = index - 1
+        self.media_pool.DeleteClips([clip])
 
     def track_above(self, track: int) -> int:
         """A new, empty video track directly above ``track`` (one per original track)."""
@@ -468,6 +522,7 @@ class Placer:
 
     def place_as_take(self, job: ClipJob, clip: "MediaPoolItem") -> str:
         item = job.item
+        assert item is not None, "a Media Pool clip has no timeline item to take"
         end = job.left + job.used - 1
         for _attempt in range(2):
             if not item.AddTake(clip, job.left, end):
@@ -494,9 +549,11 @@ def _frames_off(timeline_frames: int, ratio: float) -> int:
 
 class Session:
     def __init__(self, project: "Project", timeline: "Timeline", settings: Settings,
-                 python: str, jobs: "list[ClipJob]", skipped: "list[str]") -> None:
+                 python: str, jobs: "list[ClipJob]", skipped: "list[str]",
+                 pythonpath: "list[str] | None" = None) -> None:
         self.settings = settings
         self.python = python
+        self.pythonpath = pythonpath or []
         self.jobs = jobs
         self.skipped = skipped
         self.placer = Placer(project, timeline)
@@ -522,7 +579,8 @@ class Session:
             job = self.jobs[self.index]
             try:
                 job.output = output_path(job, self.settings)
-                self.runner = Runner(self.python, video_args(job, self.settings))
+                self.runner = Runner(self.python, self.pythonpath,
+                                     video_args(job, self.settings))
             except ScriptError as exc:
                 job.error = str(exc)
                 self.index += 1
@@ -543,20 +601,32 @@ class Session:
         if code != 0 or job.error:
             job.error = job.error or runner.error_text()
             return
+        if self.cancelled:
+            with contextlib.suppress(OSError):
+                os.remove(job.output)  # finished just as it was cancelled: cancel wins
+            return
         try:
             clip = self.placer.import_clip(job)
+        except ScriptError as exc:
+            job.error = str(exc)
+            return
+        if job.whole:
+            job.placed = f"in the {BIN_NAME} bin"
+            return
+        try:
             if self.settings.placement == "take":
                 job.placed = self.placer.place_as_take(job, clip)
             else:
                 job.placed = self.placer.place_on_track(job, clip)
         except ScriptError as exc:
-            job.error = str(exc)
+            self.placer.take_back(clip)
+            job.error = f"{exc}; the upscaled file is {job.output}"
 
     def _event(self, job: ClipJob, event: "dict[str, Any]") -> None:
         kind = event.get("event")
         if kind == "start":
             frames = int(event.get("frames", job.count))
-            if frames < job.left + job.used:
+            if not job.whole and frames < job.left + job.used:
                 job.error = (f"{os.path.basename(job.path)} has only {frames} frames from "
                              f"frame {job.first}; Resolve expected {job.left + job.used}")
                 if self.runner is not None:
@@ -807,11 +877,11 @@ def main(scope: "dict[str, Any] | None" = None) -> "Session | None":
         return None
 
     def start(settings: Settings) -> Session:
-        python = core_python()
+        python, pythonpath = core_python()
         jobs, skipped = plan_clips(project, timeline, settings)
         if not jobs:
             raise ScriptError("; ".join(skipped) or "nothing to upscale")
-        return Session(project, timeline, settings, python, jobs, skipped)
+        return Session(project, timeline, settings, python, jobs, skipped, pythonpath)
 
     if dispatcher is None:
         return run_without_dialog(start)

@@ -4,6 +4,11 @@ for every edition) build the same dialog (same widget IDs), so one User drives e
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +111,20 @@ def check_frames(output: str, sample: Path, first: int, count: int, size: tuple[
         expected = first + k - low
         assert error[expected] < 2.5, (k, error[expected])
         assert error[expected] <= error.min() + 0.2, (k, int(error.argmin()) + low, first + k)
+
+
+def python_without_realscale() -> str:
+    """The interpreter this virtual environment was made from: real, without realscale."""
+    base = shutil.which("python3", path=os.path.join(sys.base_prefix, "bin")) or ""
+    found = subprocess.run([base, "-I", "-c", "import realscale"], capture_output=True,
+                           cwd=os.path.expanduser("~"), check=False)
+    assert found.returncode != 0, f"{base} has realscale; the test needs one without"
+    return base
+
+
+def source_checkout_config() -> dict[str, Any]:
+    """A worker config for realscale run from a source tree: an interpreter that does not
+    have it, and ``pythonpath`` naming core/ and this environment's packages."""
+    core = Path(__file__).resolve().parents[2] / "core"
+    return {"version": 1, "python": python_without_realscale(),
+            "pythonpath": [str(core), sysconfig.get_paths()["purelib"]]}

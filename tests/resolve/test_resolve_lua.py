@@ -20,7 +20,15 @@ from pathlib import Path
 
 import pytest
 from resolve_lua import SCRIPT, Binding, run_lua_script
-from resolve_user import HOUR, User, check_frames, scene, snapshot
+from resolve_user import (
+    HOUR,
+    User,
+    check_frames,
+    python_without_realscale,
+    scene,
+    snapshot,
+    source_checkout_config,
+)
 
 from fakes.resolve import FakeResolve
 from realscale.video.probe import probe
@@ -150,13 +158,35 @@ def test_cancel_leaves_nothing_behind(sample, identity_model, config, jobs, tmp_
     assert list(jobs.iterdir()) == []
 
 
-def python_without_realscale() -> str:
-    """The interpreter this virtual environment was made from: real, without realscale."""
-    base = shutil.which("python3", path=os.path.join(sys.base_prefix, "bin")) or ""
-    found = subprocess.run([base, "-I", "-c", "import realscale"], capture_output=True,
-                           cwd=os.path.expanduser("~"), check=False)
-    assert found.returncode != 0, f"{base} has realscale; the test needs one without"
-    return base
+def test_a_source_checkout_through_the_configs_pythonpath(small_sample, identity_model,
+                                                         config, jobs, tmp_path) -> None:
+    """A config with `pythonpath` (realscale not pip-installed in that Python): the job
+    finds realscale through it."""
+    config.write_text(json.dumps(source_checkout_config()))
+    resolve, original, _ = scene(small_sample, source_start=5, length=3)
+    user = User({"Model": str(identity_model), "Handles": 0, "Folder": str(tmp_path / "out")})
+    run_lua_script(resolve, user)
+    assert user.result.endswith("upscaled, on video track 2 at frame 86500."), user.statuses
+    assert list(jobs.iterdir()) == []
+
+
+def test_placement_refused_takes_everything_back(small_sample, identity_model, config, jobs,
+                                                tmp_path) -> None:
+    """Resolve refuses the new clip: the new track and the bin entry go again, the message
+    says where the upscaled file is."""
+    resolve, original, above = scene(small_sample, source_start=5, length=3)
+    resolve.media_pool.AppendToTimeline = lambda clipInfo: []  # type: ignore[method-assign]
+    user = User({"Model": str(identity_model), "Handles": 0, "Folder": str(tmp_path / "out")})
+    run_lua_script(resolve, user)
+
+    output = tmp_path / "out" / "onepiece_small_x2_5-7.mov"
+    assert user.result == ("onepiece_small.mov: Resolve could not put onepiece_small.mov on "
+                           f"video track 2; the upscaled file is {output}."), user.statuses
+    assert output.is_file()
+    assert resolve.timeline.GetTrackCount("video") == 2
+    assert [f.GetClipList() for f in resolve.media_pool.root.GetSubFolderList()] == [[]]
+    assert resolve.mutations_of(original, original.media_item, above) == []
+    assert list(jobs.iterdir()) == []
 
 
 @pytest.mark.parametrize(("setup", "message"), [

@@ -8,6 +8,7 @@ real sample clip, and the fake records everything the script asks of Resolve.
 
 from __future__ import annotations
 
+import json
 import re
 import runpy
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from resolve_user import HOUR, User, check_frames, scene, snapshot
+from resolve_user import HOUR, User, check_frames, scene, snapshot, source_checkout_config
 
 from fakes.resolve import FakeBmd, FakeResolve
 
@@ -172,3 +173,53 @@ def test_no_timeline_is_shown_in_a_message(sample) -> None:
     user = User({})
     run_script(resolve, user)
     assert user.result == "open a timeline first."
+
+
+def test_upscales_the_clip_selected_in_the_media_pool(small_sample, identity_model, config,
+                                                     tmp_path) -> None:
+    """No clip under the playhead: the Media Pool's selected clip, whole, sound included,
+    into the bin; the timeline is not touched."""
+    resolve, original, above = scene(small_sample)
+    resolve.timeline.current_item = None
+    resolve.media_pool.selected = [original.media_item]
+    user = User({"Model": str(identity_model), "Folder": str(tmp_path / "out")})
+    run_script(resolve, user)
+
+    assert user.result == "onepiece_small.mov: upscaled, in the realscale bin.", user.statuses
+    [clip] = resolve.media_pool.root.GetSubFolderList()[0].GetClipList()
+    path = clip.GetClipProperty("File Path")
+    assert Path(path) == tmp_path / "out" / "onepiece_small_x2.mov"
+    assert clip.GetClipProperty("Frames") == "48" and clip.has_audio
+    check_frames(path, small_sample, first=0, count=48, size=(320, 240))
+    timeline = resolve.timeline
+    assert [c for c in resolve.calls if c.mutating and c.owner is timeline] == []
+    assert resolve.mutations_of(original, original.media_item, above) == []
+
+
+def test_a_source_checkout_through_the_configs_pythonpath(small_sample, identity_model,
+                                                         config, tmp_path) -> None:
+    """A config with `pythonpath` (realscale not pip-installed in that Python): the job
+    finds realscale through it."""
+    config.write_text(json.dumps(source_checkout_config()))
+    resolve, original, _ = scene(small_sample, source_start=5, length=3)
+    user = User({"Model": str(identity_model), "Handles": 0, "Folder": str(tmp_path)})
+    run_script(resolve, user)
+    assert user.result.endswith("upscaled, on video track 2 at frame 86500."), user.statuses
+
+
+def test_placement_refused_takes_everything_back(small_sample, identity_model, config,
+                                                tmp_path) -> None:
+    """Resolve refuses the new clip: the new track and the bin entry go again, the message
+    says where the upscaled file is."""
+    resolve, original, above = scene(small_sample, source_start=5, length=3)
+    resolve.media_pool.AppendToTimeline = lambda clipInfo: []  # type: ignore[method-assign]
+    user = User({"Model": str(identity_model), "Handles": 0, "Folder": str(tmp_path)})
+    run_script(resolve, user)
+
+    output = tmp_path / "onepiece_small_x2_5-7.mov"
+    assert user.result == ("onepiece_small.mov: Resolve could not put onepiece_small.mov on "
+                           f"video track 2; the upscaled file is {output}."), user.statuses
+    assert output.is_file()
+    assert resolve.timeline.GetTrackCount("video") == 2
+    assert [f.GetClipList() for f in resolve.media_pool.root.GetSubFolderList()] == [[]]
+    assert resolve.mutations_of(original, original.media_item, above) == []
