@@ -36,8 +36,9 @@ from realscale.video.probe import probe
 
 @pytest.fixture
 def jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The temporary folder the script writes its job files to: empty again afterwards."""
-    folder = tmp_path / "tmp"
+    """The temporary folder the script writes its job files to: empty again afterwards. Its
+    name needs quoting in a shell command."""
+    folder = tmp_path / "the user's tmp"
     folder.mkdir()
     monkeypatch.setenv("TMPDIR", str(folder))
     return folder
@@ -54,8 +55,9 @@ def test_places_the_clip_under_the_playhead_on_a_new_track_above(
     before = snapshot(original), snapshot(above)
     audio = resolve.timeline.audio_state()
     assert audio[0] and original.audio is not None  # the clip's sound, linked on A1
+    renders = tmp_path / "rendus d'été"  # comes back \u-escaped in realscale's JSON
     user = User({"Model": str(identity_model), "Scale": "2", "Handles": 3,
-                 "Folder": str(tmp_path / "renders")})
+                 "Folder": str(renders)})
     run_lua_script(resolve, user, runtime)
 
     assert user.target == "onepiece_small.mov (under the playhead)"
@@ -75,7 +77,7 @@ def test_places_the_clip_under_the_playhead_on_a_new_track_above(
     assert folder.GetName() == "realscale"
     [clip] = folder.GetClipList()
     path = clip.GetClipProperty("File Path")
-    assert Path(path) == tmp_path / "renders" / "onepiece_small_x2_7-32.mov"
+    assert Path(path) == renders / "onepiece_small_x2_7-32.mov"
     assert (clip.GetClipProperty("Frames"), clip.GetClipProperty("Resolution")) == (
         "26", "320x240")
     assert not clip.has_audio  # video only: the original's audio stays the clip's sound
@@ -86,7 +88,7 @@ def test_places_the_clip_under_the_playhead_on_a_new_track_above(
     assert (placed.GetStart(), placed.GetDuration(), placed.GetSourceStartFrame()) == (
         HOUR + 100, 20, 3)
     check_frames(path, small_sample, first=7, count=26, size=(320, 240))
-    assert sorted(p.name for p in (tmp_path / "renders").iterdir()) == [Path(path).name]
+    assert sorted(p.name for p in renders.iterdir()) == [Path(path).name]
     assert list(jobs.iterdir()) == []
 
 
@@ -214,6 +216,22 @@ def test_a_failing_job_changes_nothing(small_sample, config, jobs, tmp_path, set
     assert resolve.timeline.audio_state() == audio
     assert movies(tmp_path) == []
     assert list(jobs.iterdir()) == []
+
+
+def test_a_python_that_cannot_run_is_reported(small_sample, config, jobs, tmp_path) -> None:
+    """The configured interpreter exists but does not run (here: not executable); the
+    script gives up after its start timeout (30 s) and leaves nothing behind."""
+    broken = tmp_path / "python3"
+    broken.write_text("not a program")
+    config.write_text(json.dumps({"python": str(broken), "version": 1}))
+    resolve, original, _ = scene(small_sample, source_start=10, length=4)
+    user = User({"Folder": str(tmp_path / "out")})
+    run_lua_script(resolve, user)
+
+    assert user.result == ("onepiece_small.mov: realscale's Python did not start; run "
+                           "`realscale install resolve` again."), user.statuses
+    assert [c for c in resolve.calls if c.mutating] == []
+    assert movies(tmp_path) == [] and list(jobs.iterdir()) == []
 
 
 @pytest.mark.parametrize(("setup", "message"), [
