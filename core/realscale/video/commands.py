@@ -53,6 +53,11 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                         help="H.264/H.265 quality: lower is better and bigger "
                              "(default 18 for H.264, 20 for H.265)")
     parser.add_argument("--preset", help="H.264/H.265 encoder preset (default medium)")
+    parser.add_argument("--temporal", action="store_true",
+                        help="temporally consistent output: blend each frame with the previous "
+                             "output moved along the input's motion where that motion is "
+                             "reliable (no flicker on still content; per-frame result on new "
+                             "content and after scene cuts; needs OpenCV)")
     parser.add_argument("--start-frame", type=int, default=0,
                         help="first frame to upscale (0-based, in presentation order)")
     parser.add_argument("--frames", type=int, default=None,
@@ -99,6 +104,7 @@ def run_command(args: argparse.Namespace) -> int:
             crf=args.crf, preset=args.preset, start_frame=args.start_frame, frames=args.frames,
             audio=not args.no_audio, subtitles=not args.no_subtitles,
             overwrite=args.overwrite, start_number=args.start_number,
+            temporal=args.temporal,
         )
         check_job(job)
         report.starting()

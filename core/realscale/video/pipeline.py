@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from .ffmpeg import VideoError
 from .frames import select_frames
 from .plan import Plan, colour_of, sequence_layout, temporary_name
 from .probe import probe
+
+if TYPE_CHECKING:
+    from .temporal import TemporalFilter
 
 DEFAULT_VIDEO_MODEL = "realesr-animevideov3"
 QUEUE_BYTES = 768 * 2**20
@@ -56,6 +59,9 @@ class VideoJob:
     subtitles: bool = True
     overwrite: bool = False
     start_number: int = 1
+    temporal: bool = False
+    """Blend each frame with the motion-compensated previous output where the motion is
+    reliable (``realscale video --temporal``): no flicker on still content; see temporal.py."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,10 @@ def check_job(job: VideoJob) -> tuple[str, codecs.Codec, str, str | None]:
         msg = "--start-frame must be 0 or more and --frames 1 or more"
         raise VideoError(msg)
     output, pattern = _output_paths(job, codec, source)
+    if job.temporal:
+        from .temporal import require_opencv
+
+        require_opencv()
     return source, codec, output, pattern
 
 
@@ -178,6 +188,11 @@ class _Run:
         self.threads: list[threading.Thread] = []
         self.failure: BaseException | None = None
         self.filter_file: str | None = None
+        self.temporal: TemporalFilter | None = None
+        if job.temporal:
+            from .temporal import TemporalFilter
+
+            self.temporal = TemporalFilter()
 
     # The calling thread: model, bookkeeping, cleanup.
 
@@ -195,7 +210,8 @@ class _Run:
                 if self.cancel.cancelled:
                     raise Cancelled("the video upscale was cancelled")
                 result = self.upscaler.upscale(item, scale=self.job.scale, cancel=self.cancel)
-                self._give(self.encoded, result)
+                # The temporal step runs in the writing thread, beside the next frame's model.
+                self._give(self.encoded, result if self.temporal is None else (item, result))
                 count += 1
                 if self.progress is not None:
                     self.progress(meter.update(count))
@@ -335,7 +351,7 @@ class _Run:
         assert self.encoder is not None and self.encoder.popen.stdin is not None
         stdin = self.encoder.popen.stdin
         while True:
-            item = self._next(self.encoded)
+            item = self._next_output()
             if item is None:
                 return
             if item is _END:
@@ -355,7 +371,7 @@ class _Run:
         assert plan.pattern is not None
         number = plan.start_number
         while True:
-            item = self._next(self.encoded)
+            item = self._next_output()
             if item is None or item is _END:
                 return
             name = os.path.join(plan.temporary, plan.pattern % number)
@@ -369,6 +385,14 @@ class _Run:
                 return
             except queue.Full:
                 continue
+
+    def _next_output(self) -> Any:
+        """The next frame to write (after the temporal step), _END, or None when stopped."""
+        item = self._next(self.encoded)
+        if self.temporal is None or item is None or item is _END:
+            return item
+        frame, upscaled = item
+        return self.temporal.step(frame, upscaled)
 
     def _next(self, source: queue.Queue[Any]) -> Any:
         while not self.stop.is_set():
