@@ -17,6 +17,7 @@ its tests, or fails them under REALSCALE_REQUIRE_KRITA=1 (CI). Four Krita starts
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -173,8 +174,11 @@ def _assert_same_image(actual: np.ndarray, expected: np.ndarray) -> None:
 # -- installation and wiring ------------------------------------------------------------------
 
 
-def test_zip_installs_through_krita_importer(main_run) -> None:
+def test_zip_installs_through_krita_importer(krita: Setup, main_run) -> None:
     run, _out, imported, profile = main_run
+    # The release under test is one the plug-in's manifest says it supports.
+    manifest = json.loads((kh.PLUGINS / "krita" / "manifest.json").read_text(encoding="utf-8"))
+    assert krita.host.series in re.findall(r"\b\d+\.\d+\b", manifest["supports"]), manifest
     assert [p["name"] for p in imported] == ["realscale"]
     assert imported[0]["action"], "the zip's realscale.action was not found by the importer"
     pykrita = profile.resources / "pykrita"
