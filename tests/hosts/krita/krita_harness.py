@@ -47,10 +47,10 @@ PLUGINS = REPO / "plugins"
 KRITA_IMPORTER = "usr/share/krita/pykrita/plugin_importer/plugin_importer.py"
 """Krita's own plug-in importer, relative to the root Krita is installed under."""
 SCREEN = ("-screen", "0", "1280x1024x24", "-noreset")
-"""Xvfb's screen, and -noreset: Krita opens and closes a first X connection before its real
-one, and a server that resets when its last client leaves refuses connections while it does
-(Krita then exits at once with "could not connect to display"; 13 starts in 20 on a loaded
-machine, none with -noreset)."""
+"""Xvfb's screen, and -noreset. Without it Krita often exited at once with "could not connect
+to display" (printed twice: it seems to close a first, short X connection before making its
+main one, and a server that resets when its last client leaves refuses connections while it
+resets): 13 starts in 20 on a loaded machine, none in 20 with -noreset."""
 DEPS_HINT = "install them with `bash scripts/krita-deps.sh` (Debian 12: krita, xvfb...)"
 CHROOT_SCRIPT = REPO / "scripts" / "host-chroot.sh"
 CANNOT_BUILD = 77
@@ -175,7 +175,7 @@ def set_up(host: Host, shared: list[Path]) -> Installation:
         pytest.fail(f"scripts/host-chroot.sh {host.chroot} took more than an hour")
     if done.returncode == CANNOT_BUILD:
         reason = [line for line in done.stderr.splitlines() if "cannot build" in line]
-        unavailable(f"Krita {host.series} needs the {host.chroot} chroot: "
+        unavailable(f"Krita {host.series} needs the {host.origin}: "
                     f"{reason[-1] if reason else done.stderr.strip()[-500:]}")
     if done.returncode != 0:
         pytest.fail(f"scripts/host-chroot.sh {host.chroot} failed with exit code "
