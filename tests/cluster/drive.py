@@ -55,7 +55,10 @@ def frames(argv: list[str]) -> int:
     with cluster_upscaler(args, int(tile)) as upscaler:
         pairs = upscaler.upscale_frames(read_frames(clip, start_frame=int(start),
                                                     frames=int(count)))
-        results = [result for _, result in pairs]
+        results = []
+        for _, result in pairs:
+            results.append(result)
+            print(f"frame {len(results)}", flush=True)
     np.save(out, np.stack(results))
     return 0
 

@@ -147,6 +147,17 @@ class LocalCluster:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
 
+    def remove_second_node(self) -> list[int]:
+        """The second machine leaves at once: every process of its node is killed (raylet,
+        object store, workers). Returns their pids."""
+        pids = self.pids("second")
+        self.kill(pids)
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in pids):
+            assert time.monotonic() < deadline, "the second node's processes did not end"
+            time.sleep(0.2)
+        return pids
+
     def stop(self) -> None:
         pids = self.pids()
         self.kill(pids, signal.SIGTERM)

@@ -53,8 +53,6 @@ def model_files(spec: str, *, allow_download: bool) -> ModelFiles:
 
 def install(model: ModelFiles, folder: Path) -> str:
     """Write the model's files into ``folder`` (on the worker) and return what to load."""
-    if not model.files:
-        return model.spec
     folder.mkdir(parents=True, exist_ok=True)
     for name, data in model.files.items():
         (folder / name).write_bytes(data)

@@ -68,7 +68,7 @@ def ray_address(text: str) -> str:
     """``--ray``'s value: an address Ray takes. Anything else (most likely an input file
     that argparse gave to ``--ray``) is refused with the way to write it."""
     value = text.strip()
-    if value in ("auto", "local") or _ADDRESS.fullmatch(value) or \
+    if value in (FIND_OR_START, "auto", "local") or _ADDRESS.fullmatch(value) or \
             re.fullmatch(r"ray://\S+", value):
         return value
     msg = (f"{text!r} is not a Ray address (host:port, ray://host:port, auto or local); "

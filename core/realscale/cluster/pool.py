@@ -33,7 +33,8 @@ MAX_ATTEMPTS = 3
 """Workers an item may see die under it before it counts as failed."""
 START_TIMEOUT = 600.0
 """Seconds to wait for a first worker (Ray may first have to free room for it)."""
-STOP_TIMEOUT = 5.0
+CLOSE_GRACE = 5.0
+"""Seconds a finished run waits for workers still loading the model."""
 _POLL = 0.2
 
 
@@ -158,15 +159,15 @@ class WorkerPool:
         else:
             self.notify(f"a Ray worker on {member.label()} {why}")
 
-    def close(self) -> None:
-        """End every worker (they leave no scratch files where they can still say so)."""
+    def close(self, *, finished: bool = False) -> None:
+        """End every worker. After a ``finished`` run, workers still loading the model get a
+        few seconds to finish (so that they leave no copy of it behind); otherwise (Ctrl-C, an
+        error) they end at once, whatever they are doing: the driver has written nothing that
+        is not complete."""
         members, self.members = self.members, []
-        stops = []
-        for member in members:
-            if member.info is not None:
-                stops.append(member.handle.stop.remote())
-        if stops:
-            self.ray.wait(stops, num_returns=len(stops), timeout=STOP_TIMEOUT)
+        starting = [member.starting for member in members if member.starting is not None]
+        if finished and starting:
+            self.ray.wait(starting, num_returns=len(starting), timeout=CLOSE_GRACE)
         for member in members:
             self.ray.kill(member.handle, no_restart=True)
 

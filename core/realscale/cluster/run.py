@@ -28,6 +28,7 @@ def cluster_pool(options: RayOptions, *, model: str, args: argparse.Namespace,
         slots = plan_workers(nodes, workers=options.workers,
                              gpus_per_worker=options.gpus_per_worker, device=args.device)
         pool = WorkerPool(ray, slots, settings, files)
+        finished = False
         try:
             info = pool.start()
             if not quiet:
@@ -38,5 +39,6 @@ def cluster_pool(options: RayOptions, *, model: str, args: argparse.Namespace,
                     f"{info.model} x{info.scale}, {info.precision} on {info.device}\n")
                 sys.stderr.flush()
             yield pool
+            finished = True
         finally:
-            pool.close()
+            pool.close(finished=finished)

@@ -25,6 +25,8 @@ from .. import __version__
 from ..errors import RealscaleError
 from .models import ModelFiles, install
 
+SCRATCH_PREFIX = "realscale-ray-"
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
@@ -73,18 +75,20 @@ class FileResult:
 
 
 class Worker:
-    def __init__(self, settings: WorkerSettings) -> None:
+    def __init__(self, settings: WorkerSettings, scratch: str | None = None) -> None:
         self.settings = settings
-        self.scratch = Path(tempfile.mkdtemp(prefix="realscale-ray-"))
+        # Where copies of files and model weights live while a call uses them.
+        self.scratch = Path(scratch or tempfile.gettempdir())
         self.upscaler: object | None = None
 
     def start(self, model: ModelFiles) -> WorkerInfo | str:
         """Load the model; its one-line error instead when it cannot be loaded here."""
         from ..upscale import Upscaler
 
-        folder = self.scratch / "model"
+        _remove_stale(self.scratch)
+        folder = self._folder() if model.files else None
         try:
-            spec = install(model, folder)
+            spec = install(model, folder) if folder is not None else model.spec
             settings = self.settings
             upscaler = Upscaler(spec, device=settings.device, precision=settings.precision,
                                 tile=settings.tile, allow_download=settings.allow_download,
@@ -92,7 +96,8 @@ class Worker:
         except RealscaleError as exc:
             return _on_host(str(exc))
         finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
         self.upscaler = upscaler
         return WorkerInfo(version=__version__, host=socket.gethostname(), pid=os.getpid(),
                           model=upscaler.name, scale=upscaler.scale,
@@ -103,7 +108,7 @@ class Worker:
         """``realscale upscale``'s per-file step on a copy of the input."""
         from ..cli import _upscale_one
 
-        folder = Path(tempfile.mkdtemp(dir=self.scratch))
+        folder = self._folder()
         source = folder / "in" / Path(job.source).name
         target = folder / "out" / Path(job.target).name
         names = {str(source): job.source, str(target): job.target}
@@ -133,9 +138,30 @@ class Worker:
         assert isinstance(self.upscaler, Upscaler)
         return self.upscaler.upscale(frame, scale=scale)
 
-    def stop(self) -> None:
-        """Remove the scratch folder (the pool calls this before it ends the worker)."""
-        shutil.rmtree(self.scratch, ignore_errors=True)
+    def _folder(self) -> Path:
+        """A private folder for one call, removed when the call ends. Its name carries the
+        worker's pid: a worker ended in the middle of a call (Ctrl-C on the driver, a crash)
+        leaves it behind, and the next worker started on the machine removes it."""
+        return Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-",
+                                     dir=self.scratch))
+
+
+def _remove_stale(scratch: Path) -> None:
+    """Remove the folders of workers that ended in the middle of a call on this machine."""
+    for folder in scratch.glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = folder.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: not ours to judge
+    return True
 
 
 def _rename(text: str, names: dict[str, str]) -> str:
