@@ -126,21 +126,22 @@ def test_command_writes_what_the_filter_makes(tiny_model, tmp_path, ten_bit, sca
 
 
 def test_frames_timestamps_and_audio_are_kept(sample, tiny_model, tmp_path) -> None:
+    """H.264 (8-bit frames through the filter): the same frames, timestamps and audio as a
+    per-frame run of the same stretch."""
     from test_video_full import audio_packets
 
     outs = {}
-    for name, temporal in (("per.mov", False), ("temporal.mov", True)):
+    for name, temporal in (("per.mp4", False), ("temporal.mp4", True)):
         outs[name] = tmp_path / name
-        upscale_video(VideoJob(str(sample), str(outs[name]), frames=24, temporal=temporal),
+        upscale_video(VideoJob(str(sample), str(outs[name]), start_frame=90, frames=16,
+                               preset="ultrafast", temporal=temporal),
                       Upscaler(str(tiny_model)))
-    per, temporal = frame_times(str(outs["per.mov"])), frame_times(str(outs["temporal.mov"]))
-    assert len(temporal) == len(per) == 24
+    per, temporal = frame_times(str(outs["per.mp4"])), frame_times(str(outs["temporal.mp4"]))
+    assert len(temporal) == len(per) == 16
     assert temporal.pts == per.pts and temporal.time_base == per.time_base
-    assert audio_packets(str(outs["temporal.mov"])) == audio_packets(str(outs["per.mov"]))
-    first = [next(read_frames(str(outs[n]), frames=1)) for n in ("per.mov", "temporal.mov")]
-    assert np.array_equal(first[0], first[1])
-    last = [next(read_frames(str(outs[n]), start_frame=23)) for n in ("per.mov", "temporal.mov")]
-    assert not np.array_equal(last[0], last[1])
+    assert temporal.durations == per.durations
+    assert audio_packets(str(outs["temporal.mp4"])) == audio_packets(str(outs["per.mp4"]))
+    assert audio_packets(str(outs["per.mp4"]))  # there is audio to compare
 
 
 @pytest.mark.parametrize("output", ["out.mp4", "frames"])
