@@ -6,9 +6,11 @@
     upscale_video(VideoJob("in.mp4", "out.mov"), Upscaler("realesr-animevideov3"))
 
 decodes with ffmpeg, upscales every frame in order and encodes ProRes, H.264, H.265 or a
-16-bit image sequence, copying the source's audio and subtitles. Importing this package
-does not import torch (the command line imports it at every start); the names below that
-need the pipeline load it on first use.
+16-bit image sequence, copying the source's audio and subtitles. ``VideoJob(...,
+temporal=True)`` (``--temporal``) blends each frame with the motion-compensated previous
+output where the motion is reliable, so still content stops flickering (temporal.py).
+Importing this package does not import torch (the command line imports it at every start);
+the names below that need the pipeline load it on first use.
 """
 
 from __future__ import annotations
