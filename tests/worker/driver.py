@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
@@ -20,9 +21,12 @@ import realscale_client as rc  # noqa: E402
 
 
 def _client(spec):
+    options = {}
+    if "cancel_timeout" in spec:
+        options["cancel_timeout"] = spec["cancel_timeout"]
     if spec.get("config"):
-        return rc.WorkerClient(config=spec["config"], host="gimp")
-    return rc.WorkerClient(host="gimp")
+        return rc.WorkerClient(config=spec["config"], host="gimp", **options)
+    return rc.WorkerClient(host="gimp", **options)
 
 
 def _job(client, job, **kwargs):
@@ -103,6 +107,69 @@ def kill(spec):
     outcome["after"] = {"width": after.width, "pid": client.pid}
     client.close()
     return outcome
+
+
+def hang(spec):
+    """Stop the worker (SIGSTOP) at the first progress event and cancel: upscale() has to
+    give up on it, and the next call has to be served (SIGCONT first when "resume")."""
+    client = _client(spec)
+    state = {"stopped": None}
+
+    def progress(done, total):
+        if state["stopped"] is None:
+            state["stopped"] = client.pid
+            os.kill(client.pid, signal.SIGSTOP)
+
+    started = time.monotonic()
+    try:
+        _job(client, spec["big"], progress=progress, cancel=lambda: state["stopped"] is not None)
+        outcome = {"class": None}
+    except rc.WorkerError as exc:
+        outcome = _error(exc)
+    outcome["seconds"] = time.monotonic() - started
+    outcome["stopped_pid"] = state["stopped"]
+    try:
+        os.kill(state["stopped"], 0)
+        outcome["stopped_pid_exists"] = True
+    except ProcessLookupError:
+        outcome["stopped_pid_exists"] = False
+    if spec.get("resume"):
+        os.kill(state["stopped"], signal.SIGCONT)
+    after = _job(client, spec["small"])
+    outcome["after"] = {"width": after.width, "pid": client.pid}
+    client.close()
+    return outcome
+
+
+def idle(spec):
+    """Two calls with a pause between them longer than the worker's idle time-out."""
+    client = _client(spec)
+    first = client.models()
+    conn = client._conn
+    time.sleep(spec["sleep"])
+    ended = conn.ended.is_set()
+    second = client.models()
+    outcome = {"counts": [len(first), len(second)], "ended": ended,
+               "new_connection": client._conn is not conn, "pid": client.pid}
+    client.close()
+    return outcome
+
+
+def close_rounds(spec):
+    """Open, use and close a client a few times: threads and descriptors of this process
+    before and after."""
+
+    def counts():
+        return [threading.active_count(), len(os.listdir("/proc/self/fd"))]
+
+    before = counts()
+    pids = []
+    for _ in range(spec["rounds"]):
+        client = _client(spec)
+        client.models()
+        pids.append(client.pid)
+        client.close()
+    return {"before": before, "after": counts(), "pids": pids}
 
 
 def expect_error(spec):

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from worker_support import TcpWorker
 
 from helpers import rgb_crop
 from realscale import Upscaler
@@ -166,3 +167,42 @@ def test_models_and_bad_requests_come_back_as_worker_errors(
     report = drive("expect_error", {"config": str(worker_config), "job": job})
     assert report["class"] == "WorkerError"
     assert "'tile' must be 0 (auto) or at least 16" in report["message"]
+
+
+def test_a_stopped_worker_is_ended_after_a_cancel_and_the_next_call_starts_anew(
+    drive: Drive, worker_config: Path, tmp_path: Path
+) -> None:
+    # SIGSTOP mid-upscale: the host's cancel goes unanswered. upscale() used to wait until
+    # the worker resumed (a frozen GIMP or Krita); now it gives up after cancel_timeout,
+    # kills the worker it started and says so.
+    big = _job(tmp_path, "big", rgb_crop("OST_009.png", 256), "u8", "rgb")
+    small = _job(tmp_path, "small", rgb_crop("OST_009.png", 20), "u8", "rgb")
+    report = drive("hang", {"config": str(worker_config), "big": big, "small": small,
+                            "cancel_timeout": 2})
+    assert report["class"] == "WorkerCancelled", report
+    assert "did not stop within 2 seconds, so it was ended" in report["message"]
+    assert report["stopped_pid_exists"] is False, "the stopped worker was killed and reaped"
+    assert report["after"]["width"] == 80
+    assert report["after"]["pid"] != report["stopped_pid"]
+
+
+def test_a_stopped_tcp_worker_costs_only_the_connection(drive: Drive, tmp_path: Path) -> None:
+    # A TCP worker is not the client's to kill: the connection is closed, the call ends,
+    # and once the worker runs again the next call reaches it on a new connection.
+    worker = TcpWorker()
+    try:
+        config = tmp_path / "tcp.json"
+        config.write_text(json.dumps({"version": 1, "address": worker.address,
+                                      "token": worker.token}))
+        big = _job(tmp_path, "big", rgb_crop("OST_009.png", 256), "u8", "rgb")
+        small = _job(tmp_path, "small", rgb_crop("OST_009.png", 20), "u8", "rgb")
+        report = drive("hang", {"config": str(config), "big": big, "small": small,
+                                "cancel_timeout": 2, "resume": True})
+        assert report["class"] == "WorkerCancelled", report
+        assert f"the realscale worker at {worker.address} did not answer within 2 seconds" in (
+            report["message"])
+        assert report["stopped_pid"] == worker.pid and report["stopped_pid_exists"] is True
+        assert report["after"] == {"width": 80, "pid": worker.pid}
+    finally:
+        code, err = worker.finish()
+    assert code == 0, err

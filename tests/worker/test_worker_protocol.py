@@ -5,15 +5,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from worker_support import REPO, worker_env
+from worker_support import REPO, RawWorker
 
 from helpers import rgb_crop
 from realscale.worker import protocol as p
@@ -76,45 +73,12 @@ def test_pixel_data_goes_in_chunks() -> None:
     assert out == data
 
 
-class RawWorker:
-    """A worker on pipes, spoken to frame by frame."""
-
-    def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "realscale", "worker", *args], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=worker_env(),
-        )
-        assert self.process.stdout is not None and self.process.stdin is not None
-        self.reader = p.FrameReader(self.process.stdout)
-        self.stdin = self.process.stdin
-
-    def send(self, raw: bytes) -> None:
-        self.stdin.write(raw)
-        self.stdin.flush()
-
-    def message(self) -> dict[str, Any]:
-        return self.reader.next_message()
-
-    def until(self, mtype: str) -> dict[str, Any]:
-        while True:
-            message = self.message()
-            if message["type"] == mtype:
-                return message
-
-
 @pytest.fixture
 def raw_worker() -> Iterator[RawWorker]:
     worker = RawWorker()
     yield worker
-    worker.stdin.close()
-    try:
-        assert worker.process.wait(timeout=30) == 0, "the worker exits when stdin closes"
-    finally:
-        if worker.process.poll() is None:
-            worker.process.kill()
-        assert worker.process.stderr is not None
-        worker.process.stderr.close()
-        worker.process.stdout.close()  # type: ignore[union-attr]
+    code, err = worker.finish()
+    assert code == 0, f"the worker exits cleanly when stdin closes, not {code}: {err}"
 
 
 def test_garbage_and_bad_requests_get_errors_and_the_worker_keeps_serving(
@@ -166,14 +130,8 @@ def test_garbage_and_bad_requests_get_errors_and_the_worker_keeps_serving(
     raw_worker.send(p.pack_json(request) + p.data_header(pixels.nbytes) + pixels.tobytes())
     result = raw_worker.until("result")
     assert (result["id"], result["width"], result["height"]) == (11, 24, 24)
-    out = bytearray(result["bytes"])
-    done = 0
-    while done < len(out):
-        kind, length = raw_worker.reader.next_header()
-        assert kind == p.KIND_DATA
-        raw_worker.reader.readinto(memoryview(out)[done : done + length])
-        done += length
-    assert np.frombuffer(bytes(out), np.uint8).reshape(24, 24, 3).std() > 10
+    out = raw_worker.read_data(result["bytes"])
+    assert np.frombuffer(out, np.uint8).reshape(24, 24, 3).std() > 10
 
 
 def test_model_files_resolve_only_inside_model_folders(tmp_path: Path) -> None:
