@@ -152,8 +152,18 @@ def test_model_files_resolve_only_inside_model_folders(tmp_path: Path) -> None:
             cache.resolve(spec)
     with pytest.raises(ModelError, match="--model-dir"):
         ModelCache([]).resolve("mine.pth")
+    # An ncnn pair whose .bin leads outside: the loaders would read it beside the .param.
+    (folder / "pair.param").write_bytes(b"7767517\n")
+    (tmp_path / "outside.bin").write_bytes(b"x")
+    os.symlink(tmp_path / "outside.bin", folder / "pair.bin")
+    with pytest.raises(ModelError, match="comes with pair.bin, which leads outside"):
+        cache.resolve("pair.param")
+    (folder / "inside.param").write_bytes(b"7767517\n")
+    (folder / "inside.bin").write_bytes(b"x")
+    assert cache.resolve("inside.param") == str((folder / "inside.param").resolve())
     names = [row["name"] for row in cache.catalogue()]
-    assert "mine.pth" in names and "realesr-animevideov3" in names
+    assert "mine.pth" in names and "realesr-animevideov3" in names and "inside.param" in names
+    assert not {"sneaky.pth", "pair.param"} & set(names), "only what a request may name"
 
 
 def test_worker_environment_drops_the_hosts_python_and_qt(monkeypatch: pytest.MonkeyPatch
