@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python bench/video.py [--model realesrgan-x4plus] [--width 960]
      [--height 540] [--frames 60] [--codec h264] [--device auto] [--precision auto]
+     [--temporal]
 
 Makes a test clip from Real-ESRGAN's sample video (onepiece_demo.mp4, 640x480, stretched to
 --width x --height with ffmpeg, lossless: 16:9 540p by default), then runs
@@ -51,6 +52,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--tile", default="auto")
+    parser.add_argument("--temporal", action="store_true",
+                        help="with --temporal (its step runs on the CPU, beside the model)")
     args = parser.parse_args()
     if not SAMPLE.is_file():
         sys.exit(f"the sample video is missing: {SAMPLE}")
@@ -60,7 +63,8 @@ def main() -> None:
         out = Path(scratch) / "out.mp4"
         command = [sys.executable, "-m", "realscale", "video", str(clip), "-o", str(out),
                    "-m", args.model, "--codec", args.codec, "--device", args.device,
-                   "--precision", args.precision, "--tile", args.tile, "--progress", "json"]
+                   "--precision", args.precision, "--tile", args.tile, "--progress", "json",
+                   *(["--temporal"] if args.temporal else [])]
         env = dict(os.environ, PYTHONPATH=str(HERE.parent / "core"))
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
@@ -82,7 +86,7 @@ def main() -> None:
     total = ended - started
     print(f"{args.model}: {args.frames} frames, {args.width}x{args.height} -> "
           f"{plan.get('width')}x{plan.get('height')} {args.codec}, device {args.device}, "
-          f"precision {args.precision}")
+          f"precision {args.precision}{', temporal' if args.temporal else ''}")
     print(f"  whole command: {total:.1f} s, {frames_done / total:.2f} frames/s "
           "(model loading and ffmpeg start included)")
     if first_frame is not None and frames_done > 1:

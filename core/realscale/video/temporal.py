@@ -121,7 +121,7 @@ class TemporalFilter:
     def _gray(self, levels: np.ndarray) -> np.ndarray:
         cv2 = self._cv2
         colour = levels[..., :3]
-        if colour.shape[2] == 1:
+        if colour.shape[2] < 3:
             gray = colour[..., 0]
         else:
             gray = cv2.cvtColor(np.ascontiguousarray(colour), cv2.COLOR_RGB2GRAY)
