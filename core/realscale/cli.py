@@ -76,11 +76,13 @@ def _in_main_thread() -> bool:
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
     """SIGTERM and SIGHUP raise Stopped in the main thread, once: the work in progress
-    unwinds and leaves no temporary file; later signals are ignored while it does."""
-    kinds = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+    unwinds and leaves no temporary file; later signals are ignored while it does. A signal
+    the command was started ignoring (``nohup``) stays ignored."""
     if not _in_main_thread():
         yield
         return
+    kinds = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+    kinds = [kind for kind in kinds if signal.getsignal(kind) is not signal.SIG_IGN]
 
     def stop(signum: int, _frame: object) -> None:
         for kind in kinds:

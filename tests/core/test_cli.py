@@ -275,7 +275,14 @@ def test_stop_signal_while_writing_leaves_nothing(tmp_path: Path, name: str) -> 
 
     command, out = _big_write(tmp_path)
     env = dict(os.environ, PYTHONPATH=str(REPO / "core"))
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+
+    def like_a_terminal() -> None:
+        # As a shell starts a foreground job: the signal at its default, even when this
+        # suite runs in the background (SIGINT ignored) or under nohup (SIGHUP ignored).
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=like_a_terminal)
     try:
         deadline = time.monotonic() + 240
         # Wait for the temporary file, then freeze the process while it exists: the signal
@@ -298,8 +305,58 @@ def test_stop_signal_while_writing_leaves_nothing(tmp_path: Path, name: str) -> 
             process.wait()
     stderr = process.stderr.read() if process.stderr else ""
     assert code == 128 + getattr(signal, name), stderr
-    assert list(out.iterdir()) == []
+    assert list(out.iterdir()) == [], stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals")
+def test_hangup_ignored_by_nohup_stays_ignored(tmp_path: Path, small_png: Path) -> None:
+    """Under nohup the command must outlive the terminal: a SIGHUP it was started ignoring
+    does not stop it."""
+    import signal
+
+    env = dict(os.environ, PYTHONPATH=str(REPO / "core"))
+    out = tmp_path / "out.png"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "realscale", "upscale", str(small_png), "-o", str(out),
+         "--model", MODEL, "-q"],
+        stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _ignores(process.pid, signal.SIGHUP) or not _past_startup(process.pid):
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        process.send_signal(signal.SIGHUP)
+        assert process.wait(120) == 0, process.stderr.read() if process.stderr else ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert Image.open(out).size == (160, 160)
+
+
+def _ignores(pid: int, signum: int) -> bool:
+    return bool(_status_mask(pid, "SigIgn") & (1 << (signum - 1)))
+
+
+def _past_startup(pid: int) -> bool:
+    """The command has set its own handlers (SIGTERM caught), so a HUP now meets them."""
+    import signal
+
+    return bool(_status_mask(pid, "SigCgt") & (1 << (signal.SIGTERM - 1)))
+
+
+def _status_mask(pid: int, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
 
 
 def test_inputs_that_share_an_output_are_refused_before_any_work(tmp_path: Path) -> None:

@@ -42,13 +42,21 @@ def write_atomically(path: str, encode: Callable[[BinaryIO], None], what: str) -
             f"Cannot write {path}: it is a folder; give a file name for the output."
         )
     temporary = os.path.join(
-        folder, f".{os.path.basename(target)}.{secrets.token_hex(4)}.part"
+        folder, f".{os.path.basename(target)}.{secrets.token_hex(8)}.part"
     )
     try:
         # "x": created new (never someone else's file), 0o666 less the umask like any file.
         handle = open(temporary, "xb")  # noqa: SIM115 - closed by the with below
-    except OSError as exc:
+    except FileExistsError as exc:
         raise ImageWriteError(_os_message(path, folder, exc)) from exc
+    except BaseException as exc:
+        # A signal's handler (Ctrl-C, SIGTERM) runs as soon as open() returns, before the
+        # name is bound: the file may exist, and it is ours.
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        if isinstance(exc, OSError):
+            raise ImageWriteError(_os_message(path, folder, exc)) from exc
+        raise
     try:
         with handle:
             output = _CheckedOutput(handle)
