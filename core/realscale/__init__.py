@@ -11,6 +11,8 @@ from .errors import (
     ImageWriteError,
     ModelError,
     OutOfMemoryError,
+    OutputSizeError,
+    OutputTooLargeError,
     RealscaleError,
     UnsupportedModelError,
 )
@@ -30,6 +32,8 @@ __all__ = [
     "ModelDescriptor",
     "ModelError",
     "OutOfMemoryError",
+    "OutputSizeError",
+    "OutputTooLargeError",
     "RealscaleError",
     "UnsupportedModelError",
     "Upscaler",
