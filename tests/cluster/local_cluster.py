@@ -161,7 +161,7 @@ class LocalCluster:
     def stop(self) -> None:
         pids = self.pids()
         self.kill(pids, signal.SIGTERM)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 5
         while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
             time.sleep(0.2)
         self.kill([pid for pid in pids if _alive(pid)])

@@ -64,9 +64,10 @@ def run_upscale_batch(args: argparse.Namespace) -> int:
             error = outcome.error
             if error is None:
                 result: FileResult = outcome.value
+                error = _write(target, result, args.format)
+                # After the write: a finished line names a file that is there.
                 if result.messages:
                     progress.line(result.messages.rstrip("\n"))
-                error = _write(target, result, args.format)
             if error is not None:
                 failures += 1
                 progress.line(f"realscale: {source}: {error}")
