@@ -22,6 +22,7 @@ unchanged, and the filter starts again from it. Untrusted pixels are exactly per
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,9 +105,9 @@ class TemporalFilter:
                 or prev_out.dtype != upscaled.dtype):
             return self._restart(upscaled)
         weight, flow, cut = self._trust(prev, current, prev_gray, gray)
-        if cut or not weight.any():
+        if cut or not self._cv2.countNonZero(weight):
             return self._restart(upscaled, cut=cut)
-        predicted = prev_out if flow is None else self._warp(prev_out, flow, frame.shape)
+        predicted = prev_out if flow is None else self._warp(prev_out, flow)
         out = _blend(self._cv2, upscaled, predicted, weight)
         self._prev_out = out
         self.last = StepReport(cut=False, blended=float(np.count_nonzero(weight)) / weight.size,
@@ -129,12 +130,13 @@ class TemporalFilter:
 
     def _trust(self, prev: np.ndarray, current: np.ndarray, prev_gray: np.ndarray,
                gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool]:
-        """(weight per input pixel, flow where it is used or None, scene cut)."""
+        """(weight per input pixel, flow where it is used (zero elsewhere) or None where no
+        pixel moved, scene cut)."""
         cv2, s = self._cv2, self.settings
         still_error = _local_error(cv2, current, prev)
         delta = current - prev
         flow = None
-        usable = None
+        usable = moving = None
         height, width = gray.shape
         if (min(height, width) >= 16
                 and np.count_nonzero(still_error <= s.error_low) < s.still_fraction * gray.size):
@@ -148,29 +150,28 @@ class TemporalFilter:
                 moved_prev = moved_prev[..., None]
             flow_error = _local_error(cv2, current, moved_prev)
             use_flow = flow_error + 0.5 < still_error
-            if use_flow.any():
+            if np.any(use_flow):
                 back = cv2.remap(forward, map_x, map_y, cv2.INTER_LINEAR,
                                  borderMode=cv2.BORDER_REPLICATE)
-                total = backward + back
-                size = (backward**2).sum(axis=2) + (back**2).sum(axis=2)
-                consistent = (total**2).sum(axis=2) <= 0.01 * size + 0.5
-                usable = ~use_flow | consistent
-                still_error = np.where(use_flow, flow_error, still_error)
-                delta = np.where(use_flow[..., None], current - moved_prev, delta)
-                flow = backward * use_flow[..., None]
+                consistent = (_square(backward + back)
+                              <= 0.01 * (_square(backward) + _square(back)) + 0.5)
+                moving = use_flow
+                usable = ~moving | consistent
+                still_error = np.where(moving, flow_error, still_error)
+                delta = np.where(moving[..., None], current - moved_prev, delta)
+                flow = backward * moving[..., None]
         error = still_error
-        change = np.abs(cv2.GaussianBlur(delta, (0, 0), s.change_sigma))
-        change = change.max(axis=2) if change.ndim == 3 else change
+        change = _channel_max(cv2, np.abs(cv2.GaussianBlur(delta, (0, 0), s.change_sigma)))
         weight = _ramp(error, s.error_low, s.error_high) * _ramp(change, s.change_low,
                                                                  s.change_high)
         trusted = error < s.error_high
         if usable is not None:
             weight *= usable
             trusted &= usable
-        if flow is not None:
-            weight *= np.where(np.any(flow != 0, axis=2), s.moving, s.still).astype(np.float32)
+        if moving is not None:
+            weight *= np.where(moving, np.float32(s.moving), np.float32(s.still))
         else:
-            weight *= s.still
+            weight *= np.float32(s.still)
         if np.count_nonzero(trusted) < (1 - s.cut_fraction) * trusted.size:
             return weight, None, True
         if s.spread > 0:
@@ -185,21 +186,32 @@ class TemporalFilter:
             self._dis = self._cv2.DISOpticalFlow_create(getattr(self._cv2, name))
         return self._dis.calc(frame, reference, None)
 
-    def _warp(self, image: np.ndarray, flow: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarray:
-        """The previous output moved along the input's flow, scaled to the output."""
+    def _warp(self, image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+        """The previous output moved along the input's flow, scaled to the output. Only the
+        rows and columns where something moved are resampled; the rest is copied."""
         cv2 = self._cv2
         out_h, out_w = image.shape[:2]
-        in_h, in_w = in_shape[:2]
+        in_h, in_w = flow.shape[:2]
+        rows = np.flatnonzero(np.any(flow, axis=(1, 2)))
+        columns = np.flatnonzero(np.any(flow, axis=(0, 2)))
+        scale_y, scale_x = out_h / in_h, out_w / in_w
+        # Output pixels whose bilinear flow reads any moved input pixel (one pixel around).
+        top = max(0, int(np.floor((rows[0] - 1) * scale_y)))
+        bottom = min(out_h, int(np.ceil((rows[-1] + 2) * scale_y)))
+        left = max(0, int(np.floor((columns[0] - 1) * scale_x)))
+        right = min(out_w, int(np.ceil((columns[-1] + 2) * scale_x)))
+        # The flow at every output pixel (bilinear, pixel centres), in output pixels, plus
+        # the pixel's own position: where to read the previous output.
         flow_out = cv2.resize(flow, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
-        map_x = np.ascontiguousarray(flow_out[..., 0])
-        map_y = np.ascontiguousarray(flow_out[..., 1])
-        map_x *= np.float32(out_w / in_w)
-        map_y *= np.float32(out_h / in_h)
-        map_x += np.arange(out_w, dtype=np.float32)[None, :]
-        map_y += np.arange(out_h, dtype=np.float32)[:, None]
-        warped = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)
-        return warped.reshape(image.shape)
+        where = flow_out[top:bottom, left:right]
+        where[..., 0] *= np.float32(scale_x)
+        where[..., 0] += np.arange(left, right, dtype=np.float32)[None, :]
+        where[..., 1] *= np.float32(scale_y)
+        where[..., 1] += np.arange(top, bottom, dtype=np.float32)[:, None]
+        moved = cv2.remap(image, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = image.copy()
+        out[top:bottom, left:right] = moved.reshape(out[top:bottom, left:right].shape)
+        return out
 
 
 def require_opencv() -> Any:
@@ -227,10 +239,20 @@ def _levels(frame: np.ndarray) -> np.ndarray:
 
 def _local_error(cv2: Any, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Mean over 5x5 pixels of the largest absolute difference of the channels."""
-    diff = cv2.absdiff(a, b)
-    if diff.ndim == 3:
-        diff = diff.max(axis=2)
+    diff = _channel_max(cv2, cv2.absdiff(a, b))
     return cv2.blur(diff, (5, 5), borderType=cv2.BORDER_REPLICATE)
+
+
+def _channel_max(cv2: Any, image: np.ndarray) -> np.ndarray:
+    """The largest of the channels, per pixel (cv2: numpy reduces a last axis of 3 slowly)."""
+    if image.ndim == 2:
+        return image
+    return functools.reduce(cv2.max, cv2.split(image))
+
+
+def _square(flow: np.ndarray) -> np.ndarray:
+    """Squared length of each flow vector."""
+    return flow[..., 0] * flow[..., 0] + flow[..., 1] * flow[..., 1]
 
 
 def _ramp(values: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -248,6 +270,9 @@ def _blend(cv2: Any, fresh: np.ndarray, previous: np.ndarray, weight: np.ndarray
     ``fresh`` where the weight is 0."""
     out_h, out_w = fresh.shape[:2]
     w = cv2.resize(weight, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    if fresh.dtype == np.uint8 and fresh.ndim == 3 and fresh.shape[2] <= 4:
+        # One pass; (w * p + (1 - w) * f) / (1 + 1e-5) rounds back to f where w is 0.
+        return cv2.blendLinear(previous, fresh, w, 1.0 - w).reshape(fresh.shape)
     if fresh.ndim == 3:
         w = w[..., None]
     base = fresh.astype(np.float32)
