@@ -50,9 +50,9 @@ def test_worker_flags() -> None:
     args = up.parse_args(["a.png", "--ray", "--ray-workers", "3", "--ray-gpus-per-worker", "0.5"])
     options = ray_options(args)
     assert options is not None and (options.workers, options.gpus_per_worker) == (3, 0.5)
-    assert up.parse_args(["a.png", "--ray", "--ray-gpus-per-worker", "2"]).ray_gpus_per_worker \
-        == 2.0
-    for bad in (["--ray-workers", "0"], ["--ray-gpus-per-worker", "1.5"],
+    assert up.parse_args(["a.png", "--ray", "--ray-gpus-per-worker", "1"]).ray_gpus_per_worker \
+        == 1.0
+    for bad in (["--ray-workers", "0"], ["--ray-gpus-per-worker", "2"],
                 ["--ray-gpus-per-worker", "0"], ["--ray-gpus-per-worker", "half"]):
         with pytest.raises(SystemExit):
             up.parse_args(["a.png", "--ray", *bad])
@@ -85,15 +85,18 @@ def test_gpu_cluster_every_gpu_and_fractions() -> None:
     assert len(halves) == 12 and {s.gpus for s in halves} == {0.5}
     three = plan_workers(GPU_NODES, workers=3, gpus_per_worker=None, device="cuda")
     assert sorted(s.node_id[0] for s in three) == ["g", "g", "h"]  # spread, not packed
-    pairs = plan_workers(GPU_NODES, workers=None, gpus_per_worker=2, device="auto")
-    assert [(s.node_id[0], s.gpus) for s in pairs] == [("g", 2), ("g", 2), ("h", 2)]
+    thirds = plan_workers(GPU_NODES, workers=None, gpus_per_worker=0.3, device="auto")
+    assert [s.node_id[0] for s in thirds] == ["g"] * 13 + ["h"] * 6  # whole shares only
+    few_cpus = plan_workers([Node("f" * 8, "", 3, 4)], workers=None, gpus_per_worker=0.5,
+                            device="auto")
+    assert [(s.cpus, s.gpus) for s in few_cpus] == [(0.37, 0.5)] * 8
     on_cpus = plan_workers(GPU_NODES, workers=None, gpus_per_worker=None, device="cpu")
     assert [(s.cpus, s.gpus) for s in on_cpus] == [(64, 0), (32, 0), (8, 0)]
 
 
 @pytest.mark.parametrize(("nodes", "workers", "share", "device", "message"), [
     (GPU_NODES, 7, None, "auto", "room for 6 workers of 1 GPU each, not 7"),
-    (GPU_NODES, None, 8, "auto", "no machine of the Ray cluster has 8 GPUs"),
+    ([Node("h" * 8, "", 8, 0.5)], None, None, "auto", "has 1 GPUs for one worker"),
     (CPU_NODES, None, None, "cuda", "no GPUs"),
     (CPU_NODES, None, 0.5, "auto", "has no GPUs"),
     (GPU_NODES, None, 0.5, "cpu", "runs on CPUs"),

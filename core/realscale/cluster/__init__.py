@@ -10,7 +10,9 @@ the one a single machine of the same kind would give, bit for bit on a CPU.
 - ``placement``: how many workers go where, from the cluster's CPUs and GPUs.
 - ``models``: what the driver sends so that every worker loads the same model.
 - ``worker``: what a worker does (a plain class; Ray runs it as an actor).
-- ``session`` and ``pool``: connecting to Ray, starting workers, keeping a bounded number of
-  items in flight, retrying the items of a worker that dies on the others.
+- ``session``, ``pool`` and ``run``: joining Ray, starting the workers, keeping a bounded
+  number of items in flight, running the items of a worker that dies on the others.
 - ``batch`` and ``video``: the two commands' sides of it.
+
+docs/cluster.md says how to run it and what bounds it.
 """

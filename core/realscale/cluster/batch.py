@@ -19,8 +19,9 @@ from .options import ray_options
 from .run import cluster_pool
 from .worker import FileJob, FileResult
 
-_OPTIONS = ("scale", "width", "height", "format", "quality", "quiet")
-"""What the per-file step reads from the command line."""
+_NOT_SENT = ("inputs", "handler")
+"""Left out of the command line each worker gets: the whole list of inputs (large) and
+the command's function."""
 
 
 def run_upscale_batch(args: argparse.Namespace) -> int:
@@ -42,7 +43,8 @@ def run_upscale_batch(args: argparse.Namespace) -> int:
                                                  cli._tag(args, cli._UNKNOWN_SCALE))
                                 for p in inputs])
     resolved = {p.resolve() for p in inputs if p.exists()}
-    step_options = argparse.Namespace(**{name: getattr(args, name) for name in _OPTIONS})
+    step_options = argparse.Namespace(**{name: value for name, value in vars(args).items()
+                                         if name not in _NOT_SENT})
     with cluster_pool(options, model=args.model or DEFAULT_MODEL, args=args, tile=tile,
                       quiet=args.quiet) as pool, cli.stop_on_signals():
         assert pool.info is not None

@@ -45,8 +45,8 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
              "one per machine without GPUs)")
     group.add_argument(
         "--ray-gpus-per-worker", type=_gpu_share, default=None, metavar="F",
-        help="GPUs each worker takes: 1 (default), 2, or a fraction such as 0.5 to put "
-             "several workers on one GPU")
+        help="the share of a GPU each worker takes: 1 (default), or a fraction such as 0.5 "
+             "to put several workers on one GPU")
 
 
 def ray_options(args: argparse.Namespace) -> RayOptions | None:
@@ -92,8 +92,8 @@ def _gpu_share(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    # Ray gives a task a fraction of one GPU or whole GPUs, never 1.5.
-    if not (0 < value <= 1 or (value > 1 and value.is_integer())):
-        msg = f"must be a fraction above 0 up to 1, or a whole number of GPUs, got {text!r}"
+    # A worker runs its model on one GPU: more would be reserved and left idle.
+    if not 0 < value <= 1:
+        msg = f"must be above 0 and at most 1 (a worker uses one GPU), got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value

@@ -35,9 +35,9 @@ def plan_workers(nodes: list[Node], *, workers: int | None, gpus_per_worker: flo
                  device: str) -> list[Slot]:
     """The workers to start.
 
-    With GPUs (and ``device`` not ``cpu``), each worker takes ``gpus_per_worker`` GPUs (1 by
-    default; a fraction puts several on one GPU) and one CPU, and by default the GPUs are all
-    used. Without, each worker shares its machine's CPUs with the others there (the model's
+    With GPUs (and ``device`` not ``cpu``), each worker takes ``gpus_per_worker`` of a GPU (1
+    by default; a fraction puts several on one GPU) and one CPU, and by default the GPUs are
+    all used. Without, each worker shares its machine's CPUs with the others there (the model's
     threads use them all), and by default there is one worker per machine.
     """
     if not nodes:
@@ -61,8 +61,8 @@ def _gpu_slots(nodes: list[Node], workers: int | None, share: float) -> list[Slo
     room = {node.node_id: int(math.floor(node.gpus / share + 1e-9)) for node in nodes}
     capacity = sum(room.values())
     if capacity == 0:
-        msg = (f"no machine of the Ray cluster has {share:g} GPUs for one worker; lower "
-               "--ray-gpus-per-worker")
+        msg = (f"no machine of the Ray cluster has {share:g} GPUs for one worker (Ray counts "
+               "a partly used GPU as a fraction); lower --ray-gpus-per-worker")
         raise RealscaleError(msg)
     wanted = capacity if workers is None else workers
     if wanted > capacity:

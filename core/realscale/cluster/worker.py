@@ -60,7 +60,7 @@ class FileJob:
     target: str
     """The output's path on the driver; its name and suffix decide the format, as locally."""
     options: argparse.Namespace
-    """scale, width, height, format, quality and quiet, as parsed by ``realscale upscale``."""
+    """The command line as ``realscale upscale`` parsed it (less the list of inputs)."""
     max_pixels: int
 
 
