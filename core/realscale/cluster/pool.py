@@ -186,6 +186,7 @@ class WorkerPool:
         attempts: dict[int, int] = {}
         taken = 0
         yielded = 0
+        waiting_since: float | None = None
         try:
             while True:
                 self._poll_starting(0)
@@ -225,12 +226,16 @@ class WorkerPool:
                 if cancelled is not None and cancelled():
                     raise Cancelled("the upscale on the Ray cluster was cancelled")
                 if not flight:
-                    if not self.members:
+                    # Every worker is gone; wait for a replacement, for a while.
+                    waiting_since = waiting_since or time.monotonic()
+                    if not self.members or \
+                            time.monotonic() - waiting_since > self.start_timeout:
                         msg = ("every Ray worker stopped and none could replace them; see "
                                "`ray status` and the workers' logs (`ray logs`)")
                         raise ClusterError(msg)
                     self._poll_starting(_POLL)
                     continue
+                waiting_since = None
                 ready, rest = self.ray.wait(list(flight), num_returns=1, timeout=_POLL)
                 if ready and rest:
                     more, _ = self.ray.wait(rest, num_returns=len(rest), timeout=0)
