@@ -760,7 +760,7 @@ def serve_tcp(cache: ModelCache, listen: str, config_out: Path | None = None, *,
 
 
 def _write_config(path: Path, address: str, token: str) -> None:
-    from ..install.installer import write_json
+    from ..install.files import write_json
 
     try:
         write_json(path, {"version": p.CONFIG_VERSION, "address": address, "token": token},
