@@ -142,6 +142,21 @@ class LocalCluster:
                     found.append(pid)
         return found
 
+    def wait_for_workers(self, count: int, timeout: float = 60) -> list[int]:
+        """The pids of ``count`` workers, once that many have started."""
+        deadline = time.monotonic() + timeout
+        while len(found := self.worker_pids()) < count:
+            assert time.monotonic() < deadline, f"{count} Ray workers expected: {found}"
+            time.sleep(0.1)
+        return found
+
+    def wait_for_no_workers(self, timeout: float = 30) -> None:
+        """Ray ends actors asynchronously: a driver may exit a moment before its workers."""
+        deadline = time.monotonic() + timeout
+        while self.worker_pids():
+            assert time.monotonic() < deadline, "the Ray workers kept running"
+            time.sleep(0.2)
+
     def kill(self, pids: list[int], sig: int = signal.SIGKILL) -> None:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from local_cluster import LocalCluster
@@ -40,13 +39,6 @@ def crops(folder: Path, count: int, size: int) -> Path:
 def no_leftovers(folder: Path) -> None:
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")
                 or ".part" in p.name]
-
-
-def wait_for_no_workers(cluster: LocalCluster) -> None:
-    deadline = time.monotonic() + 20
-    while cluster.worker_pids():
-        assert time.monotonic() < deadline, "the Ray workers kept running"
-        time.sleep(0.2)
 
 
 def test_upscale_on_the_cluster_writes_what_one_machine_writes(cluster, tiny_model,
@@ -93,6 +85,7 @@ def test_ctrl_c_stops_the_workers_and_leaves_only_whole_files(cluster, tmp_path)
     folder = crops(tmp_path / "in", 16, 96)
     out = tmp_path / "out"
     out.mkdir()
+    cluster.wait_for_no_workers()  # an earlier run's workers may still be ending
     command = subprocess.Popen(
         [sys.executable, "-m", "realscale", "upscale", str(folder), "-o", str(out), "-m",
          "realesr-animevideov3", "--tile", "64", "--ray", cluster.address],
@@ -101,12 +94,12 @@ def test_ctrl_c_stops_the_workers_and_leaves_only_whole_files(cluster, tmp_path)
     for line in command.stderr:
         if " -> " in line:
             break
-    assert len(cluster.worker_pids()) == 2
+    cluster.wait_for_workers(2)
     command.send_signal(signal.SIGINT)
     rest = command.stderr.read()
     assert command.wait(60) == 130, rest
     assert "realscale: interrupted" in rest and "Traceback" not in rest
-    wait_for_no_workers(cluster)
+    cluster.wait_for_no_workers()
     no_leftovers(out)
     written = sorted(out.iterdir())
     assert 1 <= len(written) < 16
@@ -133,7 +126,7 @@ def test_video_cancel_stops_the_workers_and_leaves_nothing(cluster, sample, tiny
     rest = command.stdout.read()
     assert command.wait(60) == 130
     assert json.loads(rest.splitlines()[-1])["event"] == "cancelled"
-    wait_for_no_workers(cluster)
+    cluster.wait_for_no_workers()
     assert list(tmp_path.iterdir()) == []
 
 

@@ -78,12 +78,13 @@ def test_batch_matches_one_machine_and_reports_a_bad_input(cluster, tiny_model,
     assert sorted(line.split(" (")[0] for line in finished) == sorted(
         f"{folder / name} -> {many / name}" for name in names)
     assert leftovers(many) == [] and scratch_left(cluster) == []
-    assert cluster.worker_pids() == []  # the workers end with the run
+    cluster.wait_for_no_workers()  # the workers end with the run
 
 
 def run_and_disturb(cluster: LocalCluster, tmp_path: Path, disturb) -> None:
     """A batch of 16 files; once the first is written, ``disturb`` the cluster. Every file
     must still come out as on one machine, each once."""
+    cluster.wait_for_no_workers()  # an earlier run's workers may still be ending
     sources = many_crops(tmp_path / "in", 16)
     one, many = tmp_path / "one", tmp_path / "cluster"
     one.mkdir()
@@ -97,8 +98,7 @@ def run_and_disturb(cluster: LocalCluster, tmp_path: Path, disturb) -> None:
         lines.append(line)
         if " -> " in line:
             break
-    workers = cluster.worker_pids()
-    assert len(workers) == 2
+    workers = cluster.wait_for_workers(2)
     disturb(workers)
     rest = driver.stderr.read()
     assert driver.wait(300) == 0, "".join(lines) + rest

@@ -29,20 +29,20 @@ def test_frames_in_order_and_identical(cluster, sample, tiny_model, expected,
     got = np.load(out)
     assert got.shape == expected.shape == (24, 960, 1280, 3)
     assert np.array_equal(got, expected)
-    assert cluster.worker_pids() == []
+    cluster.wait_for_no_workers()  # the workers end with the run
 
 
 def test_a_worker_killed_mid_video_loses_no_frame(cluster, sample, tiny_model, expected,
                                                   tmp_path) -> None:
     out = tmp_path / "frames.npy"
+    cluster.wait_for_no_workers()  # an earlier run's workers may still be ending
     driver = cluster.drive_background("frames", "--ray", cluster.address, "--", str(sample),
                                       str(out), str(tiny_model), str(TILE), "10", "24")
     assert driver.stdout is not None and driver.stderr is not None
     for line in driver.stdout:
         if line.strip() == "frame 4":
             break
-    workers = cluster.worker_pids()
-    assert len(workers) == 2
+    workers = cluster.wait_for_workers(2)
     cluster.kill(workers[1:])
     shown = [line.strip() for line in driver.stdout]
     log = driver.stderr.read()
