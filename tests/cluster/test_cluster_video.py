@@ -43,7 +43,7 @@ def test_a_worker_killed_mid_video_loses_no_frame(cluster, sample, tiny_model, e
         if line.strip() == "frame 4":
             break
     workers = cluster.wait_for_workers(2)
-    cluster.kill(workers[1:])
+    cluster.kill(workers[1:2])
     shown = [line.strip() for line in driver.stdout]
     log = driver.stderr.read()
     assert driver.wait(300) == 0, log
