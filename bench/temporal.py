@@ -19,8 +19,11 @@ Run: .venv/bin/python bench/temporal.py [--model realesr-animevideov3] [--start 
    charge both methods for resampling, not flicker. Pairs with fewer than 10% reliable pixels
    (scene cuts) are left out. The plot shows this per pair of frames.
 3. Cost: `realscale video` on --cost-frames frames of the real clip, per-frame and
-   --temporal in alternation (ABBA), --cost-rounds times; the time per frame after the first
-   one, the ratio, and the load average around each run (the machine may be shared).
+   --temporal in alternation (ABBA), --cost-rounds times; wall-clock and CPU time per frame
+   after the first one (CPU: the process's threads and its ffmpegs, from /proc, Linux), the
+   ratio of each round's pair, and the load average around each run (the machine may be
+   shared; CPU time is the steadier figure there). Also, in parts 1 and 2, the time of the
+   temporal step against the model's, in-process.
 
 Both outputs of 1 and 2 come from the same per-frame upscales: the temporal result is
 ``TemporalFilter`` applied to them, exactly what the pipeline does. Errors are in 8-bit levels.
@@ -184,10 +187,32 @@ def real(upscaler: Upscaler, start: int, frames: int | None) -> dict[str, list]:
     return series
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) of a process and of its children, living or
+    reaped: less disturbed by other work on a shared machine than the wall clock."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid:  # its own threads and the children it has reaped
+            total += sum(int(value) for value in fields[11:15]) / tick
+        elif int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def cost(model: str, start: int, frames: int, rounds: int) -> None:
-    """Interleaved `realscale video` runs; per-frame time after the first frame."""
+    """Interleaved `realscale video` runs (ABBA); wall and CPU time per frame from the first
+    progress event to the last (model loading and ffmpeg start left out)."""
     env = dict(os.environ, PYTHONPATH=str(HERE.parent / "core"))
-    results: dict[str, list[float]] = {"per-frame": [], "temporal": []}
+    wall: dict[str, list[float]] = {"per-frame": [], "temporal": []}
+    cpu: dict[str, list[float]] = {"per-frame": [], "temporal": []}
     loads = []
     with tempfile.TemporaryDirectory() as scratch:
         order = []
@@ -204,20 +229,26 @@ def cost(model: str, start: int, frames: int, rounds: int) -> None:
             load_before = os.getloadavg()[0]
             process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
             assert process.stdout is not None
-            stamps = [time.perf_counter() for line in process.stdout
-                      if json.loads(line)["event"] == "progress"]
+            marks = [(time.perf_counter(), cpu_seconds(process.pid))
+                     for line in process.stdout if json.loads(line)["event"] == "progress"]
             if process.wait() != 0:
                 sys.exit(f"realscale video failed (exit {process.returncode})")
-            per_frame = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
-            results[mode].append(per_frame)
+            wall[mode].append((marks[-1][0] - marks[0][0]) / (len(marks) - 1))
+            cpu[mode].append((marks[-1][1] - marks[0][1]) / (len(marks) - 1))
             loads.append((load_before, os.getloadavg()[0]))
-            print(f"  run {run + 1}: {mode:9s} {per_frame:.2f} s/frame "
-                  f"(load {load_before:.1f} -> {loads[-1][1]:.1f})", flush=True)
-    per, tmp = np.mean(results["per-frame"]), np.mean(results["temporal"])
-    print(f"cost: {model}, {frames} frames of {SAMPLE.name} from {start}, h264, "
-          f"{rounds} rounds: per-frame {per:.2f} s/frame, temporal {tmp:.2f} s/frame "
-          f"({100 * (tmp / per - 1):+.1f}%); load average {min(min(x) for x in loads):.1f}-"
+            print(f"  run {run + 1}: {mode:9s} {wall[mode][-1]:.2f} s/frame, CPU "
+                  f"{cpu[mode][-1]:.2f} s/frame (load {load_before:.1f} -> "
+                  f"{loads[-1][1]:.1f})", flush=True)
+    print(f"cost: {model}, {frames} frames of {SAMPLE.name} from {start}, h264, {rounds} "
+          f"rounds, load average {min(min(x) for x in loads):.1f}-"
           f"{max(max(x) for x in loads):.1f} on {os.cpu_count()} CPUs")
+    for name, times in (("wall", wall), ("CPU", cpu)):
+        # A round's two runs ran back to back: their ratio is the least disturbed by load.
+        ratios = [t / p for p, t in zip(times["per-frame"], times["temporal"], strict=True)]
+        print(f"  {name}: median per-frame {np.median(times['per-frame']):.2f} s/frame, "
+              f"temporal {np.median(times['temporal']):.2f} s/frame; temporal/per-frame by "
+              f"round {', '.join(f'{r:.3f}' for r in ratios)}, median "
+              f"{100 * (np.median(ratios) - 1):+.1f}%")
 
 
 def plot(series: dict[str, list], path: Path) -> None:
@@ -229,7 +260,8 @@ def plot(series: dict[str, list], path: Path) -> None:
     draw = ImageDraw.Draw(image)
     index = series["index"]
     first, last = min(index), max(index)
-    top_value = float(np.percentile(series["per-frame"], 99)) * 1.1
+    tick = 0.25
+    top_value = float(np.ceil(max(series["per-frame"]) / tick) * tick)
 
     def point(i: int, value: float) -> tuple[float, float]:
         x = left + (i - first) / max(1, last - first) * (width - left - right)
@@ -241,7 +273,7 @@ def plot(series: dict[str, list], path: Path) -> None:
         draw.line([(x, top), (x, height - bottom)], fill=(200, 200, 200))
     draw.line([(left, top), (left, height - bottom), (width - right, height - bottom)],
               fill="black")
-    for step in np.linspace(0, top_value, 5):
+    for step in np.arange(0, top_value + tick / 2, tick):
         y = point(first, step)[1]
         draw.line([(left - 4, y), (left, y)], fill="black")
         draw.text((4, y - 6), f"{step:.2f}", fill="black")
@@ -262,7 +294,7 @@ def plot(series: dict[str, list], path: Path) -> None:
                 draw.line(run, fill=colour, width=2)
     per, tmp = np.mean(series["per-frame"]), np.mean(series["temporal"])
     draw.text((left + 8, 8), f"per-frame (mean {per:.2f})", fill=colours["per-frame"])
-    draw.text((left + 200, 8), f"--temporal (mean {tmp:.2f})", fill=colours["temporal"])
+    draw.text((left + 200, 8), f"temporal (mean {tmp:.2f})", fill=colours["temporal"])
     draw.text((left + 400, 8), "flow-warped change between frames, 8-bit levels",
               fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
