@@ -194,12 +194,14 @@ class TemporalFilter:
         in_h, in_w = flow.shape[:2]
         rows = np.flatnonzero(np.any(flow, axis=(1, 2)))
         columns = np.flatnonzero(np.any(flow, axis=(0, 2)))
+        if rows.size == 0:
+            return image
         scale_y, scale_x = out_h / in_h, out_w / in_w
-        # Output pixels whose bilinear flow reads any moved input pixel (one pixel around).
-        top = max(0, int(np.floor((rows[0] - 1) * scale_y)))
-        bottom = min(out_h, int(np.ceil((rows[-1] + 2) * scale_y)))
-        left = max(0, int(np.floor((columns[0] - 1) * scale_x)))
-        right = min(out_w, int(np.ceil((columns[-1] + 2) * scale_x)))
+        # Every output pixel whose bilinear flow reads a moved input pixel, at any scale.
+        top = max(0, int(np.floor((rows[0] - 1) * scale_y - 1)))
+        bottom = min(out_h, int(np.ceil((rows[-1] + 2) * scale_y + 1)))
+        left = max(0, int(np.floor((columns[0] - 1) * scale_x - 1)))
+        right = min(out_w, int(np.ceil((columns[-1] + 2) * scale_x + 1)))
         # The flow at every output pixel (bilinear, pixel centres), in output pixels, plus
         # the pixel's own position: where to read the previous output.
         flow_out = cv2.resize(flow, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
