@@ -1,7 +1,8 @@
 """Upscale a video: ffmpeg decodes, the model upscales, ffmpeg (or an image writer) encodes.
 
 Three threads overlap the work: one reads raw frames from the decoding ffmpeg, the calling
-thread runs the model, one feeds the encoding ffmpeg (or writes the image files). Bounded
+thread runs the model, one feeds the encoding ffmpeg (or writes the image files), after the
+temporal step when the job asks for it (temporal.py: it needs the frames in order). Bounded
 queues between them keep only a few frames in memory and keep them in order. The output is
 written under a hidden temporary name and renamed only once every frame is in, so an
 interrupted run (error, Ctrl-C, cancel) leaves nothing that looks complete.
