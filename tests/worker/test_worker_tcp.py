@@ -229,7 +229,12 @@ def test_client_close_over_tcp_leaks_nothing_on_either_side(
 ) -> None:
     worker = TcpWorker()
     try:
-        baseline = worker.settle(worker.threads(), worker.sockets())
+        # The baseline once the worker is up and has served (and closed) one connection:
+        # only the listening socket is open then.
+        peer = worker.connect()
+        peer.close()
+        baseline = worker.idle()
+        assert baseline[1] == 1
         report = drive("close_rounds", {"config": str(_config(tmp_path, worker)), "rounds": 5})
         assert report["pids"] == [worker.pid] * 5
         assert report["after"] == report["before"], "the client's threads and sockets"

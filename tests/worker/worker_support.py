@@ -141,6 +141,18 @@ class TcpWorker:
                 count += os.readlink(f"/proc/{self.pid}/fd/{fd}").startswith("socket:")
         return count
 
+    def idle(self) -> tuple[int, int]:
+        """Threads and sockets of the worker with no connection open: once only the
+        listening socket is left, the fewest threads seen over a second (a connection's
+        thread ends just after its socket is closed)."""
+        self.settle(1 << 30, 1)
+        end = time.monotonic() + 1
+        fewest = self.threads()
+        while time.monotonic() < end:
+            fewest = min(fewest, self.threads())
+            time.sleep(0.02)
+        return fewest, self.sockets()
+
     def settle(self, threads: int, sockets: int, within: float = 30) -> tuple[int, int]:
         """Wait (bounded) until the worker is back to ``threads`` and ``sockets``."""
         end = time.monotonic() + within
@@ -173,7 +185,8 @@ class Peer:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.reader = p.FrameReader(sock.makefile("rb"))
+        self.reader_file = sock.makefile("rb")
+        self.reader = p.FrameReader(self.reader_file)
 
     def send(self, raw: bytes) -> None:
         self.sock.sendall(raw)
@@ -196,4 +209,5 @@ class Peer:
         return out
 
     def close(self) -> None:
+        self.reader_file.close()  # the socket's descriptor lives until its file is closed
         self.sock.close()
