@@ -12,7 +12,6 @@ import functools
 import importlib.resources
 import importlib.util
 import json
-import math
 import os
 import re
 import sys
@@ -21,16 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from realscale.errors import ModelError
+from realscale import architectures
+from realscale.errors import ModelError, UnsupportedModelError
 
 SCHEMA_VERSION = 1
 _DATA_PACKAGE = "realscale.catalogue_data"
 _FILE_NAME = "catalogue.json"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_ARCHITECTURE_PARAMS = {
-    "RRDBNet": ("num_in_ch", "num_out_ch", "num_feat", "num_block", "num_grow_ch"),
-    "SRVGGNetCompact": ("num_in_ch", "num_out_ch", "num_feat", "num_conv", "upscale", "act_type"),
-}
 
 
 @dataclass(frozen=True)
@@ -195,16 +191,16 @@ def _entry(raw: object) -> CatalogueEntry:
     if name != name.lower() or not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name):
         raise ValueError(f"model name {name!r} must be lower-case letters, digits, '.', '_', '-'")
     architecture = _text(raw, "architecture")
-    if architecture not in _ARCHITECTURE_PARAMS:
-        raise ValueError(f"{name}: unknown architecture {architecture!r}")
+    try:
+        param_names = architectures.get(architecture).param_names
+    except UnsupportedModelError:
+        raise ValueError(f"{name}: unknown architecture {architecture!r}") from None
     scale = raw.get("scale")
     if not isinstance(scale, int) or isinstance(scale, bool) or not 1 <= scale <= 16:
         raise ValueError(f"{name}: 'scale' must be an integer from 1 to 16")
     params = raw.get("params")
-    if not isinstance(params, dict) or set(params) != set(_ARCHITECTURE_PARAMS[architecture]):
-        raise ValueError(
-            f"{name}: 'params' must have exactly {list(_ARCHITECTURE_PARAMS[architecture])}"
-        )
+    if not isinstance(params, dict) or set(params) != set(param_names):
+        raise ValueError(f"{name}: 'params' must have exactly {list(param_names)}")
     raw_sources = raw.get("sources")
     if not isinstance(raw_sources, list) or not raw_sources:
         raise ValueError(f"{name}: 'sources' must be a non-empty list")
@@ -228,22 +224,12 @@ def _entry(raw: object) -> CatalogueEntry:
 
 
 def _check_scale(entry: CatalogueEntry) -> None:
-    """Refuse an entry whose network cannot produce the scale it claims."""
-    if entry.architecture != "SRVGGNetCompact":
-        if entry.scale not in (1, 2, 4):
-            raise ValueError(f"{entry.name}: RRDBNet only supports scale 1, 2 or 4")
-        return
-    upscale = entry.params["upscale"]
-    if not isinstance(upscale, int) or upscale < 1:
-        raise ValueError(f"{entry.name}: 'upscale' must be a positive integer")
-    for source in entry.sources:
-        factor = (
-            upscale * (source.post_resize or 1.0) if isinstance(source, PackageSource) else upscale
-        )
-        if not math.isclose(factor, entry.scale):
-            raise ValueError(
-                f"{entry.name}: a source yields x{factor:g} but the entry says x{entry.scale}"
-            )
+    """Refuse an entry whose network cannot produce the scale it claims (the architecture's
+    rule, given each source's post-resize factor)."""
+    post_resizes = [source.post_resize if isinstance(source, PackageSource) else None
+                    for source in entry.sources]
+    architectures.get(entry.architecture).check_catalogue(entry.name, entry.scale,
+                                                          entry.params, post_resizes)
 
 
 def _source(name: str, raw: object) -> PackageSource | UrlSource:

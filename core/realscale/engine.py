@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from . import architectures
 from .backends.base import FIXED_BYTES, TileEngine
 from .descriptor import ModelDescriptor
 from .devices import Placement, available_ram, free_memory, torch_dtype
@@ -108,10 +109,10 @@ class Engine(TileEngine):
             network = copy.deepcopy(source).to(device=device, dtype=dtype)
             if self.channels_last:
                 network = network.to(memory_format=torch.channels_last)
-            # In bf16 RRDBNet keeps its trunk in fp32 (network.py): 8-bit error at the 99.9th
-            # percentile 8-13/255 -> 4-5/255 on real crops, at about the same speed.
+            # Some networks keep their trunk in fp32 in bf16 (see Architecture).
             trunk = (torch.float32 if dtype == torch.bfloat16
-                     and self.model.architecture == "RRDBNet" else dtype)
+                     and architectures.get(self.model.architecture).fp32_trunk_in_bf16
+                     else dtype)
             if dtype != torch.float32 and _first_conv_in_fp32(network, source, trunk):
                 # Half precision keeps too few bits of the input image (below).
                 self._input_dtype = torch.float32

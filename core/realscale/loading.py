@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import catalogue
+from . import architectures, catalogue
 from .descriptor import ModelDescriptor
 from .download import ensure_weights
 from .errors import ModelError
-from .registry import load_state_dict_model
 from .weights.ncnn import read_ncnn
 
 
@@ -37,7 +36,7 @@ def load_model(spec: str | os.PathLike[str], *, allow_download: bool = False) ->
     if isinstance(weights, tuple):
         param, bin_path = weights
         ncnn = read_ncnn(param, bin_path)
-        model = load_state_dict_model(ncnn.state, entry.name)
+        model = architectures.load(ncnn.state, entry.name)
         _apply_post_resize(model, ncnn.post_resize)
         model.source = f"embedded: {param.name}"
     else:

@@ -16,6 +16,7 @@ Two of Ray's habits need handling to keep it on the loopback interface:
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -47,6 +48,14 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _client_port() -> list[str]:
+    """Ray starts its client server (on the fixed port 10001) only where the client's
+    dependencies are installed; there it gets a free port so clusters never collide."""
+    if importlib.util.find_spec("grpc") is None:
+        return []
+    return ["--ray-client-server-port", str(free_port())]
 
 
 class LocalCluster:
@@ -89,7 +98,7 @@ class LocalCluster:
                     RAY_health_check_timeout_ms="500", RAY_health_check_failure_threshold="4")
         self._run([self.ray, "start", "--head", "--node-ip-address", "127.0.0.1",
                    "--port", str(self.port), "--include-dashboard", "false",
-                   "--ray-client-server-port", str(free_port()),
+                   *_client_port(),
                    "--dashboard-agent-listen-port", str(free_port()), *common], head)
         self.add_second_node()
 

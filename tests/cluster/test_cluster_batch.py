@@ -103,8 +103,8 @@ def run_and_disturb(cluster: LocalCluster, tmp_path: Path, disturb) -> None:
     rest = driver.stderr.read()
     assert driver.wait(300) == 0, "".join(lines) + rest
     log = "".join(lines) + rest
-    lost = re.findall(r"a Ray worker on .* stopped \(.*\); its (\d+) items go to the others",
-                      log)
+    lost = re.findall(r"a Ray worker on .* stopped \(.*\); it had (\d+) in hand, which go "
+                      r"to the others", log)
     assert lost and int(lost[0]) >= 1, log  # it had files in hand
     assert "Traceback" not in log
     written = [line for line in log.splitlines() if " -> " in line]

@@ -48,5 +48,5 @@ def test_a_worker_killed_mid_video_loses_no_frame(cluster, sample, tiny_model, e
     log = driver.stderr.read()
     assert driver.wait(300) == 0, log
     assert shown[-1] == "frame 24"
-    assert "a Ray worker on" in log and "items go to the others" in log, log
+    assert "a Ray worker on" in log and "in hand, which go to the others" in log, log
     assert np.array_equal(np.load(out), expected)

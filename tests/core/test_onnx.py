@@ -44,9 +44,9 @@ def test_pixel_unshuffle_models_match_torch() -> None:
     """RRDBNet x2/x1 fold pixels into channels first: a small random network of each."""
     import torch
 
+    from realscale.architectures import load as load_state_dict_model
     from realscale.architectures.rrdbnet.network import RRDBNet
     from realscale.backends.ort import OrtEngine
-    from realscale.registry import load_state_dict_model
 
     rng = torch.Generator().manual_seed(0)
     x = np.random.default_rng(1).random((1, 24, 20, 3), dtype=np.float32)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from realscale import registry
+from realscale import architectures
 from realscale.architectures.compact.network import SRVGGNetCompact
 from realscale.architectures.rrdbnet.network import RRDBNet
 from realscale.errors import ModelError, UnsupportedModelError
@@ -272,7 +272,7 @@ def _ncnn_files(stem: str) -> tuple[Path, Path]:
 
 def test_ncnn_anime_through_load_model_file_equals_read_ncnn(tmp_path: Path) -> None:
     param, binary = _ncnn_files("REALESRGAN_X4PLUSANIME_UP4X")
-    expected = registry.load_state_dict_model(read_ncnn(param, binary).state, param.name)
+    expected = architectures.load(read_ncnn(param, binary).state, param.name)
 
     model = load_model_file(param)
 

@@ -12,6 +12,7 @@ import importlib.util
 import os
 import sys
 
+from .. import architectures
 from ..descriptor import ModelDescriptor
 from ..errors import DeviceError, RealscaleError
 from .base import TileEngine
@@ -26,14 +27,6 @@ if sys.platform.startswith("linux"):
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 BACKENDS = ("auto", "torch", "onnxruntime")
-BF16_ACCURATE = frozenset({"SRVGGNetCompact"})
-"""Architectures that ``auto`` runs in bf16 on a CPU with bfloat16 instructions, measured
-against fp32 on real 64 px crops (tests/core/test_precision_cpu.py). SRVGGNetCompact, with its
-first convolution in fp32: 99.9th percentile 1-2/255 on each of six crops, max 2-4/255.
-RRDBNet (x4plus, anime_6B): 2-7/255 at the 99.9th percentile, max up to 25/255, even with the
-first convolution and the residual trunk in fp32 (rounding the weights alone gives 3/255 on
-x4plus: the dense blocks amplify it), so it stays fp32; ``precision="bf16"`` still gives it,
-2.1-2.2 times as fast, for those who prefer speed."""
 
 
 def _installed(module: str) -> bool:
@@ -100,7 +93,7 @@ def create_engine(
         from ..engine import Engine
 
         placement = devices.choose(device, precision,
-                                   cpu_bf16=model.architecture in BF16_ACCURATE)
+                                   cpu_bf16=architectures.get(model.architecture).bf16_accurate)
         return Engine(model, placement)
     from .ort import OrtEngine
 

@@ -7,6 +7,8 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from .. import architectures
+from ..architectures import Architecture
 from ..descriptor import ModelDescriptor
 from ..devices import is_out_of_memory
 from ..tiling import TileOutOfMemory
@@ -14,7 +16,7 @@ from ..tiling import TileOutOfMemory
 log = logging.getLogger("realscale.engine")
 
 FIXED_BYTES = 400 << 20
-"""Memory a forward pass needs whatever the tile size (RRDBNet's tail strips, workspace)."""
+"""Memory a forward pass needs whatever the tile size (tail strips, workspace)."""
 CPU_BUDGET_CAP = 6 << 30
 """The most a CPU tile may use: past 1024 px, bigger CPU tiles do not run faster."""
 
@@ -83,17 +85,7 @@ class TileEngine(ABC):
 
     def bytes_per_pixel(self, batch: int = 1) -> int:
         """Rough peak memory of one input pixel during a forward pass, for tile=auto."""
-        feat = int(self.model.params.get("num_feat", 64))  # type: ignore[call-overload]
-        out_px = self.model.net_scale * self.model.net_scale
-        if self.model.architecture == "RRDBNet":
-            # The dense blocks at input resolution (the tail runs in strips of fixed size):
-            # measured 3.1 KB per pixel for x4plus in fp32 at 512x512 on the CPU.
-            grow = int(self.model.params.get("num_grow_ch", 32))  # type: ignore[call-overload]
-            per_px = 6 * feat + 8 * grow + 3 * out_px
-            if not self.strips_tail:
-                per_px += 3 * feat * out_px
-        else:
-            per_px = 4 * feat + 6 * 3 * out_px
+        per_px = self.arch.bytes_per_pixel(self.model, self.strips_tail)
         return per_px * self.element_size * batch
 
     def tiles_per_call(self, rows: int, cols: int, channels: int = 3) -> int:
@@ -102,7 +94,12 @@ class TileEngine(ABC):
         return 1
 
     strips_tail = True
-    """Whether RRDBNet's upsampling tail runs in row strips (bounded memory) on this backend."""
+    """Whether the network's upsampling tail runs in row strips (bounded memory) on this
+    backend, for an architecture that has a ``strip_tail``."""
+
+    @property
+    def arch(self) -> Architecture:
+        return architectures.get(self.model.architecture)
 
     def auto_tile(self, overhead: int, batch: int = 1) -> int:
         """The largest tile core whose forward pass fits in the free memory of the device."""
@@ -110,10 +107,7 @@ class TileEngine(ABC):
         budget = min(available // 4, CPU_BUDGET_CAP) if self.on_cpu else int(available * 0.6)
         budget -= FIXED_BYTES * batch
         side = int((max(budget, 0) / self.bytes_per_pixel(batch)) ** 0.5) - overhead
-        # Past these, bigger CPU tiles do not run faster; they only cost memory. RRDBNet needs
-        # 64 px of context around a tile, so 1024 keeps that extra work near 20%; the compact
-        # net needs 20 px, and at 512 a 4000x3000 x4 upscale peaks at 2.3 output copies (1024:
-        # 3.6) and runs faster (bench/worker_memory.py).
-        cpu_ceiling = 1024 if self.model.tile_context > 32 else 512
-        ceiling = cpu_ceiling if self.on_cpu else 2048
+        # Past the architecture's CPU ceiling, bigger CPU tiles do not run faster; they only
+        # cost memory.
+        ceiling = self.arch.cpu_tile_ceiling if self.on_cpu else 2048
         return max(32, min(ceiling, side // 8 * 8))

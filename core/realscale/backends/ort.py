@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..architectures.rrdbnet.strips import tail_strips
+from .. import architectures
 from ..descriptor import ModelDescriptor
 from ..devices import available_ram
 from ..errors import DeviceError
@@ -59,8 +59,9 @@ def _parse_device(device: str) -> tuple[str, int]:
 class OrtEngine(TileEngine):
     """An ONNX Runtime session of a model's graph, ready to run batches of tiles.
 
-    RRDBNet runs as two sessions, the body and the upsampling tail, the tail in row strips
-    (its 16x-size features are most of the memory otherwise); an ``.onnx`` file runs whole.
+    An architecture with a ``strip_tail`` (RRDBNet) runs as two sessions, the body and the
+    upsampling tail, the tail in row strips (its 16x-size features are most of the memory
+    otherwise); an ``.onnx`` file runs whole.
     """
 
     backend = "onnxruntime"
@@ -75,7 +76,8 @@ class OrtEngine(TileEngine):
         self.model = model
         self.threads = threads
         self._file = model.network is None and model.arrays is None
-        self.strips_tail = model.architecture == "RRDBNet" and not self._file
+        self._strip_tail = architectures.get(model.architecture).strip_tail
+        self.strips_tail = self._strip_tail is not None and not self._file
         name, self.index = _parse_device(device)
         available = available_devices()
         if name != "auto" and name not in available:
@@ -183,9 +185,10 @@ class OrtEngine(TileEngine):
         return y.transpose(0, 2, 3, 1)
 
     def _run_tail(self, feat: np.ndarray) -> np.ndarray:
-        """RRDBNet's tail in the same exact row strips as the torch network runs it."""
+        """The tail in the same exact row strips as the torch network runs it."""
+        assert self._strip_tail is not None
         parts = []
-        for start, stop, skip, keep in tail_strips(*feat.shape, 4):
+        for start, stop, skip, keep in self._strip_tail.strips(*feat.shape, 4):
             strip = np.ascontiguousarray(feat[:, :, start:stop])
             (out,) = self._tail.run(None, {"input": strip}, self._run_options)
             parts.append(out[:, :, skip : skip + keep])

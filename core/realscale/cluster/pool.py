@@ -254,8 +254,8 @@ class WorkerPool:
                         for other in [r for r, (_, m) in flight.items() if m is member]:
                             lost.append(flight.pop(other)[0])
                         if member in self.members:
-                            self._drop(member, f"stopped ({_first_line(exc)}); its "
-                                               f"{len(lost)} items go to the others")
+                            self._drop(member, f"stopped ({_first_line(exc)}); it had "
+                                               f"{len(lost)} in hand, which go to the others")
                         for again in lost:
                             self._retry(again, attempts, queue, finished, exc)
                     except self.ray.exceptions.ObjectLostError as exc:

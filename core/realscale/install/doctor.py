@@ -60,11 +60,13 @@ def report(out: Callable[[str], None] = print) -> int:
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             out("  mps        available")
+        from ..architectures import ARCHITECTURES
         from ..devices import choose
 
         auto = choose()
-        note = "; RRDBNet models in fp32" if (auto.device.type, auto.precision) == (
-            "cpu", "bf16") else ""
+        fp32 = [arch.name for arch in ARCHITECTURES if not arch.bf16_accurate]
+        note = f"; {', '.join(fp32)} models in fp32" if fp32 and (
+            auto.device.type, auto.precision) == ("cpu", "bf16") else ""
         out(f"  auto       {auto.device} ({auto.precision}{note})")
     except ImportError:
         out("  torch      not installed: the onnxruntime backend runs the models "

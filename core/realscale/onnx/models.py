@@ -13,11 +13,10 @@ import importlib.util
 import os
 from pathlib import Path
 
-from .. import catalogue
+from .. import architectures, catalogue
 from ..descriptor import ModelDescriptor
 from ..download import ensure_weights
 from ..errors import ModelError
-from ..registry import describe_state_dict
 from ..weights import ncnn
 
 NCNN_SUFFIXES = (".param", ".bin")
@@ -58,7 +57,7 @@ def _from_ncnn(param: Path, bin_path: Path, name: str) -> ModelDescriptor:
     except (ValueError, IndexError):
         msg = f"{param.name} starts like an ncnn .param file but its layer list is malformed"
         raise ModelError(msg + "; export the model again") from None
-    model = describe_state_dict(read.state, name)
+    model = architectures.describe(read.state, name)
     model.arrays = read.state
     if read.post_resize is not None:
         model.post_resize = read.post_resize

@@ -125,15 +125,15 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 def load_model_file(path: str | os.PathLike[str]) -> ModelDescriptor:
     """Read a user's weights file and build the network its tensors describe."""
-    from .. import registry
+    from .. import architectures
     from .canonicalize import LAYOUTS, canonicalize
 
     path, loaded = _load(Path(path))
     name = path.name
     state = canonicalize(loaded.state, name)
-    if not any(detect(state) for _arch, detect, _load in registry.ARCHITECTURES):
+    if architectures.detect(state) is None:
         layouts = ", ".join(layout for layout, _claims, _convert in LAYOUTS)
-        archs = ", ".join(arch for arch, _detect, _load in registry.ARCHITECTURES)
+        archs = ", ".join(arch.name for arch in architectures.ARCHITECTURES)
         sample = ", ".join(list(state)[:3])
         msg = (
             f"{name}: the weights match no supported model (tried the {layouts} key layouts "
@@ -141,7 +141,7 @@ def load_model_file(path: str | os.PathLike[str]) -> ModelDescriptor:
         )
         raise UnsupportedModelError(msg)
     try:
-        descriptor = registry.load_state_dict_model(state, name)
+        descriptor = architectures.load(state, name)
     except (ValueError, IndexError, KeyError, TypeError) as exc:
         # Keys of a known network with tensors of impossible shapes.
         msg = f"{name}: the tensors have shapes no supported model has ({exc}); it may be damaged"

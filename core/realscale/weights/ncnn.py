@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import architectures
 from ..errors import ModelError, UnsupportedModelError
 
 if TYPE_CHECKING:
@@ -140,17 +141,6 @@ def _weighted_layers(layers: list[NcnnLayer], reader: _BinReader) -> list[tuple[
     return found
 
 
-def _rrdbnet_keys(n_convs: int) -> list[str]:
-    num_block, rest = divmod(n_convs - 6, 15)
-    if rest or num_block < 1:
-        return []
-    keys = ["conv_first"]
-    for block in range(num_block):
-        for rdb in (1, 2, 3):
-            keys += [f"body.{block}.rdb{rdb}.conv{c}" for c in range(1, 6)]
-    return keys + ["conv_body", "conv_up1", "conv_up2", "conv_hr", "conv_last"]
-
-
 def _post_resize(layers: list[NcnnLayer]) -> float | None:
     """The factor of a bicubic Interp applied to the network output, if the graph ends so."""
     last = layers[-1]
@@ -184,23 +174,13 @@ def read_ncnn_arrays(param_path: Path, bin_path: Path) -> NcnnModel:
     if reader.pos != len(data):
         msg = f"{bin_path.name} has {len(data) - reader.pos} bytes more than {source} describes"
         raise ModelError(msg)
-    kinds = [kind for kind, _ in weighted]
-    state: dict[str, np.ndarray] = {}
-    if "prelu" in kinds:
-        # SRVGGNetCompact: body.0 conv, body.1 PReLU, ..., body.N conv.
-        for index, (_kind, tensors) in enumerate(weighted):
-            state[f"body.{index}.weight"] = tensors[0]
-            if len(tensors) > 1:
-                state[f"body.{index}.bias"] = tensors[1]
+    # Each architecture knows how its weighted layers map onto its keys (registry order).
+    for arch in architectures.ARCHITECTURES:
+        found = arch.ncnn_state(weighted, source)
+        if found is not None:
+            state: dict[str, np.ndarray] = found
+            break
     else:
-        keys = _rrdbnet_keys(len(weighted))
-        if not keys:
-            msg = f"{source} has {len(weighted)} convolutions, which fits no supported network"
-            raise UnsupportedModelError(msg)
-        for key, (_kind, tensors) in zip(keys, weighted, strict=True):
-            if len(tensors) != 2:
-                msg = f"{source}: convolution {key} has no bias, which no supported model lacks"
-                raise UnsupportedModelError(msg)
-            state[f"{key}.weight"] = tensors[0]
-            state[f"{key}.bias"] = tensors[1]
+        msg = f"{source} has {len(weighted)} convolutions, which fits no supported network"
+        raise UnsupportedModelError(msg)
     return NcnnModel(state=state, post_resize=_post_resize(layers), layers=layers)

@@ -147,9 +147,12 @@ def _cmd_uninstall(args: argparse.Namespace) -> int:
 
 def _cmd_package(args: argparse.Namespace) -> int:
     from ..install.installer import package
+    from ..install.manifest import load_manifest
 
     for host in args.hosts:
-        print(package(host, args.output, plugins_root=args.plugins_root))
+        path = package(host, args.output, plugins_root=args.plugins_root)
+        supports = load_manifest(host, args.plugins_root).supports
+        print(f"{path} (supports {supports})" if supports else path)
     return EXIT_OK
 
 

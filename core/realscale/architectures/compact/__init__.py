@@ -1,12 +1,22 @@
-"""Detect and load SRVGGNetCompact (realesr-animevideov3, realesr-general-x4v3) weights."""
+"""SRVGGNetCompact (realesr-animevideov3, realesr-general-x4v3): everything realscale knows
+about it. The network (``network.py``) and its ONNX graph (``graph.py``) sit beside this file.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ...descriptor import ModelDescriptor
 from ...errors import UnsupportedModelError
 from ..detect import StateDict, count_indexed, has_all
+from ..spec import Architecture, NcnnLayers
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ...onnx.builder import GraphBuilder
 
 NAME = "SRVGGNetCompact"
 
@@ -16,15 +26,8 @@ def detect(state: StateDict) -> bool:
         return False
     # body.1 is a PReLU (1-D slopes); with LeakyReLU/ReLU it has no tensors and body.2 follows.
     if "body.1.weight" in state:
-        return state["body.1.weight"].ndim == 1
+        return bool(state["body.1.weight"].ndim == 1)
     return has_all(state, "body.2.weight") and state["body.2.weight"].ndim == 4
-
-
-def load(state: StateDict, name: str) -> ModelDescriptor:
-    from ..build import attach_network
-    from .network import SRVGGNetCompact
-
-    return attach_network(describe(state, name), state, SRVGGNetCompact)
 
 
 def describe(state: StateDict, name: str) -> ModelDescriptor:
@@ -62,3 +65,65 @@ def describe(state: StateDict, name: str) -> ModelDescriptor:
         # them, so this context makes tiles exact (plus 2 for a bicubic post-resize).
         tile_context=num_conv + 4,
     )
+
+
+def _network_class() -> Callable[..., nn.Module]:
+    from .network import SRVGGNetCompact
+
+    return SRVGGNetCompact
+
+
+def _check_catalogue(name: str, scale: int, params: Mapping[str, object],
+                     post_resizes: Sequence[float | None]) -> None:
+    """The pixel-shuffle's factor, times the bicubic post-resize of an ncnn source (the x2/x3
+    animevideov3 files are the x4 network followed by one), must give the entry's scale."""
+    upscale = params["upscale"]
+    if not isinstance(upscale, int) or upscale < 1:
+        raise ValueError(f"{name}: 'upscale' must be a positive integer")
+    for post_resize in post_resizes:
+        factor = upscale * post_resize if post_resize is not None else upscale
+        if not math.isclose(factor, scale):
+            raise ValueError(f"{name}: a source yields x{factor:g} but the entry says x{scale}")
+
+
+def _graph(g: GraphBuilder, x: str, params: Mapping[str, object], part: str) -> str:
+    from .graph import graph
+
+    return graph(g, x, params, part)
+
+
+def _bytes_per_pixel(model: ModelDescriptor, strips_tail: bool) -> int:
+    feat = int(model.params.get("num_feat", 64))  # type: ignore[call-overload]
+    out_px = model.net_scale * model.net_scale
+    return 4 * feat + 6 * 3 * out_px
+
+
+def _ncnn_state(layers: NcnnLayers, source: str) -> dict[str, Any] | None:
+    """body.0 conv, body.1 PReLU, ..., body.N conv: every weighted layer in order."""
+    if not any(kind == "prelu" for kind, _tensors in layers):
+        return None
+    state: dict[str, Any] = {}
+    for index, (_kind, tensors) in enumerate(layers):
+        state[f"body.{index}.weight"] = tensors[0]
+        if len(tensors) > 1:
+            state[f"body.{index}.bias"] = tensors[1]
+    return state
+
+
+ARCH = Architecture(
+    name=NAME,
+    detect=detect,
+    describe=describe,
+    network_class=_network_class,
+    param_names=("num_in_ch", "num_out_ch", "num_feat", "num_conv", "upscale", "act_type"),
+    check_catalogue=_check_catalogue,
+    onnx_graph=_graph,
+    bytes_per_pixel=_bytes_per_pixel,
+    # The compact net needs 20 px of context, and at 512 a 4000x3000 x4 upscale peaks at 2.3
+    # output copies (1024: 3.6) and runs faster (bench/worker_memory.py).
+    cpu_tile_ceiling=512,
+    ncnn_state=_ncnn_state,
+    # With its first convolution in fp32, bf16 gives 1-2/255 at the 99.9th percentile on
+    # each of six real 64 px crops, max 2-4/255 (tests/core/test_precision_cpu.py).
+    bf16_accurate=True,
+)

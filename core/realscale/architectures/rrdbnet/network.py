@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..cpu_ops import cat_channels, conv_leaky_relu
+from . import UNSHUFFLE
 from .strips import tail_strips
 
 
@@ -65,13 +66,13 @@ class RRDBNet(nn.Module):
         num_grow_ch: int = 32,
     ) -> None:
         super().__init__()
-        if scale not in (1, 2, 4):
+        if scale not in UNSHUFFLE:
             msg = f"RRDBNet supports scale 1, 2 or 4, got {scale}"
             raise ValueError(msg)
         self.scale = scale
         self.num_in_ch = num_in_ch
         self.num_out_ch = num_out_ch
-        unshuffle = {4: 1, 2: 2, 1: 4}[scale]
+        unshuffle = UNSHUFFLE[scale]
         self.unshuffle = unshuffle
         self.conv_first = nn.Conv2d(num_in_ch * unshuffle * unshuffle, num_feat, 3, 1, 1)
         self.body = nn.Sequential(*(RRDB(num_feat, num_grow_ch) for _ in range(num_block)))
