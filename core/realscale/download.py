@@ -107,8 +107,8 @@ def ensure_weights(entry: CatalogueEntry, *, allow_download: bool) -> Path | tup
         if isinstance(source, PackageSource):
             try:
                 return package_files(source)
-            except ModelError as error:
-                package_error = package_error or error
+            except ModelError as exc:
+                package_error = package_error or exc
             continue
         cached = cache_dir() / source.filename
         if source.sha256 is None:
@@ -128,10 +128,10 @@ def ensure_weights(entry: CatalogueEntry, *, allow_download: bool) -> Path | tup
             f"The weights of model {entry.name!r} are not downloaded yet: "
             f"run `realscale download {entry.name}` or pass --download."
         )
-    error = url_error or package_error
-    if error is None:  # pragma: no cover - the catalogue refuses entries without sources
-        error = ModelError(f"Model {entry.name!r} lists no weights: reinstall realscale.")
-    raise error
+    failure = url_error or package_error
+    if failure is None:  # pragma: no cover - the catalogue refuses entries without sources
+        failure = ModelError(f"Model {entry.name!r} lists no weights: reinstall realscale.")
+    raise failure
 
 
 def _fetch(

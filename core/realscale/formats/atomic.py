@@ -20,7 +20,7 @@ import io
 import os
 import secrets
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from ..errors import ImageWriteError
 
@@ -60,7 +60,7 @@ def write_atomically(path: str, encode: Callable[[BinaryIO], None], what: str) -
     try:
         with handle:
             output = _CheckedOutput(handle)
-            encode(output)
+            encode(cast(BinaryIO, output))  # a BinaryIO in all but its base class
             handle.flush()
             os.fsync(handle.fileno())
             size = os.fstat(handle.fileno()).st_size

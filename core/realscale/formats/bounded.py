@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import lzma
 import zlib
-from typing import Protocol
 
 #: The most a PNG's ICC profile may unpack to: the limit Pillow applies to the same chunk
 #: on the 8-bit path (``PngImagePlugin.MAX_TEXT_CHUNK``), so both depths accept the same files.
@@ -21,12 +20,6 @@ _STEP = 1 << 20  # output produced (and dropped) per step when only the size is 
 class TooLarge(ValueError):
     """Compressed data that unpacks to more than it may; the message names what and how much,
     in a few words."""
-
-
-class _Decompressor(Protocol):
-    eof: bool
-
-    def decompress(self, data: bytes, max_length: int = ..., /) -> bytes: ...
 
 
 def inflate(data: bytes, limit: int, what: str) -> bytes:
@@ -42,9 +35,10 @@ def inflate(data: bytes, limit: int, what: str) -> bytes:
 def check_unpacked_size(data: bytes, limit: int, what: str, kind: str = "zlib") -> None:
     """Raise TooLarge if the ``kind`` ("zlib" or "lzma") stream in ``data`` unpacks to more
     than ``limit`` bytes, holding no more than a step of the output at a time."""
-    decompressor: _Decompressor = (
-        zlib.decompressobj() if kind == "zlib" else lzma.LZMADecompressor()
-    )
+    if kind != "zlib":
+        _check_lzma(data, limit, what)
+        return
+    decompressor = zlib.decompressobj()
     total = 0
     pending = data
     while True:
@@ -52,11 +46,20 @@ def check_unpacked_size(data: bytes, limit: int, what: str, kind: str = "zlib") 
         total += len(out)
         if total > limit:
             raise TooLarge(f"{what} unpacks to more than {limit:,} bytes")
-        if isinstance(decompressor, lzma.LZMADecompressor):
-            pending = b""  # it keeps unread input itself
-            if decompressor.eof or decompressor.needs_input:
-                return
-        else:
-            pending = decompressor.unconsumed_tail
-            if decompressor.eof or (not pending and len(out) < _STEP):
-                return
+        pending = decompressor.unconsumed_tail
+        if decompressor.eof or (not pending and len(out) < _STEP):
+            return
+
+
+def _check_lzma(data: bytes, limit: int, what: str) -> None:
+    decompressor = lzma.LZMADecompressor()
+    total = 0
+    pending = data
+    while True:
+        out = decompressor.decompress(pending, _STEP)
+        total += len(out)
+        if total > limit:
+            raise TooLarge(f"{what} unpacks to more than {limit:,} bytes")
+        pending = b""  # it keeps unread input itself
+        if decompressor.eof or decompressor.needs_input:
+            return

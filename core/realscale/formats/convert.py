@@ -79,7 +79,7 @@ def to_layout(pixels: np.ndarray, grey: bool, alpha: bool) -> np.ndarray:
     colour = pixels[:, :, : channels - 1] if has_alpha else pixels
     alpha_plane = pixels[:, :, channels - 1 :] if has_alpha else None
 
-    if has_alpha and not alpha:
+    if alpha_plane is not None and not alpha:
         colour = composite_over_white(colour, alpha_plane)
         alpha_plane = None
     if grey and colour.shape[2] == 3:

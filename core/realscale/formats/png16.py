@@ -166,7 +166,8 @@ def _unfilter(raw: np.ndarray, height: int, rowbytes: int, bpp: int) -> np.ndarr
     return out
 
 
-def _unfilter_simple(data, filters, previous, bpp, out) -> None:  # noqa: ANN001
+def _unfilter_simple(data: np.ndarray, filters: np.ndarray, previous: np.ndarray, bpp: int,
+                     out: np.ndarray) -> None:
     """Rows filtered with None, Sub or Up only: each row is one vectorised step."""
     for index, kind in enumerate(filters):
         row = data[index]
@@ -180,7 +181,8 @@ def _unfilter_simple(data, filters, previous, bpp, out) -> None:  # noqa: ANN001
         previous = out[index]
 
 
-def _unfilter_wavefront(data, filters, previous, bpp, out) -> None:  # noqa: ANN001
+def _unfilter_wavefront(data: np.ndarray, filters: np.ndarray, previous: np.ndarray,
+                        bpp: int, out: np.ndarray) -> None:
     """Any filters: process pixels diagonal by diagonal (x + y constant).
 
     Scratch arrays are indexed [diagonal + 2, y + 1, byte]; slot y = -1 holds the row above

@@ -149,7 +149,7 @@ def _deflate_bands(
         nonlocal checksum, window
         rows = rows_ahead.popleft().result()
         flat = rows.reshape(-1)
-        checksum = zlib.adler32(flat, checksum)
+        checksum = zlib.adler32(flat.data, checksum)
         parts_ahead.append(pool.submit(_deflate_part, flat, window, level, strategy))
         tail = flat[-_WINDOW:].tobytes()
         window = tail if len(tail) == _WINDOW else (window + tail)[-_WINDOW:]
@@ -182,7 +182,7 @@ def _deflate_part(data: np.ndarray, window: bytes, level: int, strategy: int) ->
         compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy, zdict=window)
     else:
         compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy)
-    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return compressor.compress(data.data) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
 
 def _unfiltered(band: np.ndarray) -> np.ndarray:

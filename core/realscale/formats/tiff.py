@@ -10,7 +10,7 @@ package is missing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import tifffile
@@ -170,7 +170,7 @@ def _to_hwc(pixels: np.ndarray, axes: str) -> np.ndarray:
     raise TiffUnsupported(f"its pages have an unusual layout ({axes})")
 
 
-def _tag(page: tifffile.TiffPage, name: str) -> object:
+def _tag(page: tifffile.TiffPage, name: str) -> Any:
     tag = page.tags.get(name)
     return None if tag is None else tag.value
 
@@ -196,7 +196,7 @@ def write_deep(
     channels = pixels.shape[2]
     if pixels.dtype.kind == "f":
         pixels = pixels.astype(np.float32, copy=False)
-    options: dict[str, object] = {
+    options: dict[str, Any] = {
         "photometric": "minisblack" if channels <= 2 else "rgb",
         "planarconfig": "contig",
         "compression": "zlib",
