@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,6 @@ from PIL import Image  # noqa: E402
 from fakes.models import compact_model  # noqa: E402
 
 SOURCE = REPO / "tests" / "data" / "realesrgan-inputs" / "OST_009.png"
-DRIVE = REPO / "tests" / "cluster" / "drive.py"
 
 
 def load() -> str:
@@ -101,9 +101,9 @@ def batch(cluster: LocalCluster, scratch: Path, small: int, large: int, repeat: 
                 out = scratch / f"out-ray{workers}-{count}-{size}"
                 out.mkdir()
                 times[count] = min(timed(
-                    [sys.executable, str(DRIVE), "upscale", "--ray", cluster.address,
-                     "--ray-workers", str(workers), "--", str(folder), "-o", str(out),
-                     "-m", model, "--tile", tile, "-q"], cluster.env())
+                    [sys.executable, "-m", "realscale", "upscale", str(folder), "-o", str(out),
+                     "-m", model, "--tile", tile, "-q", f"--ray={cluster.address}",
+                     "--ray-workers", str(workers)], cluster.env())
                     for _ in range(repeat))
             rows.append((f"Ray, {workers} worker{'s' * (workers > 1)}", times))
         base = None
@@ -166,11 +166,13 @@ class NullUpscaler:
                     **_: object) -> tuple[int, int]:
         return width * 4, height * 4
 
-    def upscale(self, image: np.ndarray, **_: object) -> np.ndarray:
-        started = time.perf_counter()
-        result = np.repeat(np.repeat(image, 4, axis=0), 4, axis=1)
-        self.seconds += time.perf_counter() - started
-        return result
+    def upscale_frames(self, frames: Iterable[np.ndarray], **_: object,
+                       ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for image in frames:
+            started = time.perf_counter()
+            result = np.repeat(np.repeat(image, 4, axis=0), 4, axis=1)
+            self.seconds += time.perf_counter() - started
+            yield image, result
 
 
 def ceiling(scratch: Path, count: int) -> None:
@@ -184,7 +186,7 @@ def ceiling(scratch: Path, count: int) -> None:
     for codec, suffix in (("prores", ".mov"), ("h264", ".mp4")):
         null = NullUpscaler()
         result = upscale_video(VideoJob(str(clip), str(scratch / f"null{suffix}"), codec=codec,
-                                        overwrite=True), null)  # type: ignore[arg-type]
+                                        overwrite=True), null)
         rest = result.seconds - null.seconds
         print(f"  {codec:<7} {count / result.seconds:6.2f} frames/s; without the 4x repeat "
               f"({null.seconds / count * 1000:.0f} ms a frame): {count / rest:6.2f} frames/s")

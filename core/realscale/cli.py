@@ -12,9 +12,15 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
+from .cluster.options import add_ray_arguments, ray_options
 from .errors import RealscaleError
+from .options import EngineOptions, add_engine_arguments
+
+if TYPE_CHECKING:
+    from .upscale import Upscaler
 
 IMAGE_SUFFIXES = {
     ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".tga", ".ppm", ".pgm",
@@ -107,24 +113,20 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("upscale", help="upscale image files")
     up.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
     up.add_argument("-o", "--output", help="output file (one input) or folder")
-    up.add_argument("-m", "--model", default=None, help="catalogue name or weights file")
+    add_engine_arguments(up, default_model=None,
+                         model_help="catalogue name or weights file (default: the catalogue's "
+                                    "default, marked * by `realscale models`)")
     size = up.add_mutually_exclusive_group()
     size.add_argument("-s", "--scale", type=float, help="output scale factor (default: model's)")
     size.add_argument("--width", type=int, help="fit the output to this width")
     up.add_argument("--height", type=int, help="fit the output to this height")
-    up.add_argument("--tile", default="auto", help="tile size in pixels, or auto")
-    up.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    up.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
-    up.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"),
-                    help="auto (torch if installed, else onnxruntime), torch or onnxruntime")
     up.add_argument("-f", "--format", choices=sorted(FORMAT_SUFFIX), help="output format")
     up.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (1-100)")
     up.add_argument("--max-pixels", type=_positive_int, default=None,
                     help="refuse inputs and results with more pixels than this "
                     "(default 256,000,000)")
-    up.add_argument("--download", action="store_true",
-                    help="allow downloading official weights that are not embedded")
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_ray_arguments(up)
     up.set_defaults(handler=_cmd_upscale)
 
     models = sub.add_parser("models", help="list the models and where each comes from")
@@ -161,17 +163,6 @@ def _positive_int(text: str) -> int:
         msg = f"must be a whole number of at least 1, got {text!r}"
         raise argparse.ArgumentTypeError(msg)
     return value
-
-
-def parse_tile(text: str) -> int | str:
-    """``--tile``: a number of pixels, or ``auto``."""
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        msg = f"--tile must be a number of pixels or auto, got {text!r}"
-        raise RealscaleError(msg) from None
 
 
 def _cmd_models(_args: argparse.Namespace) -> int:
@@ -267,11 +258,14 @@ class _ProgressBar:
 
 def _cmd_upscale(args: argparse.Namespace) -> int:
     from . import formats
-    from .upscale import DEFAULT_MODEL, Upscaler
+    from .upscale import DEFAULT_MODEL
 
+    if ray_options(args) is not None:
+        from .cluster.batch import run_upscale_batch
+
+        return run_upscale_batch(args)
     if args.height is not None and args.scale is not None:
         raise RealscaleError("give either --scale or --width/--height, not both")
-    tile = parse_tile(args.tile)
     max_pixels = args.max_pixels or formats.DEFAULT_MAX_PIXELS
     inputs = _unique(_expand_inputs(args.inputs))
     if not inputs:
@@ -282,9 +276,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     _check_clashes(inputs, [_output_path(p, args.output, many, args.format,
                                          _tag(args, _UNKNOWN_SCALE)) for p in inputs])
     with stop_on_signals():
-        upscaler = Upscaler(args.model or DEFAULT_MODEL, device=args.device,
-                            precision=args.precision, tile=tile,
-                            allow_download=args.download, backend=args.backend)
+        upscaler = EngineOptions.from_args(args).upscaler(DEFAULT_MODEL)
         scale_tag = _tag(args, str(upscaler.scale))
         resolved_inputs = {p.resolve() for p in inputs if p.exists()}
         failures = 0
@@ -348,12 +340,10 @@ def _check_clashes(inputs: list[Path], targets: list[Path]) -> None:
             raise RealscaleError(msg)
 
 
-def _upscale_one(upscaler: object, source: Path, target: Path, args: argparse.Namespace,
+def _upscale_one(upscaler: Upscaler, source: Path, target: Path, args: argparse.Namespace,
                  max_pixels: int, inputs: set[Path]) -> None:
     from . import formats
-    from .upscale import Upscaler
 
-    assert isinstance(upscaler, Upscaler)
     if target.resolve() in inputs:
         msg = f"the output {target} is an input; choose another output path or folder"
         raise RealscaleError(msg)

@@ -51,8 +51,8 @@ def frames(argv: list[str]) -> int:
 
     ray_flags, (clip, out, model, tile, start, count) = _split(argv)
     args = argparse.Namespace(model=model, device="cpu", precision="auto", backend="auto",
-                              download=False, quiet=True, **vars(ray_flags))
-    with cluster_upscaler(args, int(tile)) as upscaler:
+                              tile=int(tile), download=False, quiet=True, **vars(ray_flags))
+    with cluster_upscaler(args) as upscaler:
         pairs = upscaler.upscale_frames(read_frames(clip, start_frame=int(start),
                                                     frames=int(count)))
         results = []

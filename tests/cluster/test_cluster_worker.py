@@ -14,8 +14,9 @@ from PIL import Image
 from helpers import REPO, data_file, rgb_crop
 from realscale import cli
 from realscale.cluster.models import model_files
-from realscale.cluster.worker import FileJob, Worker, WorkerInfo, WorkerSettings
+from realscale.cluster.worker import FileJob, Worker, WorkerInfo
 from realscale.formats import read_image, write_image
+from realscale.options import EngineOptions
 
 
 def inputs(folder: Path) -> list[Path]:
@@ -44,8 +45,7 @@ def test_files_match_the_command_and_name_the_drivers_paths(tmp_path, tiny_model
 
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    worker = Worker(WorkerSettings(device="cpu", precision="auto", tile=32, backend="auto",
-                                   allow_download=False), str(scratch))
+    worker = Worker(EngineOptions(device="cpu", tile=32), str(scratch))
     info = worker.start(model_files(str(tiny_model), allow_download=False))
     assert isinstance(info, WorkerInfo) and info.scale == 2
     assert info.model == cli_model_name(tiny_model)
@@ -75,8 +75,7 @@ def test_a_new_worker_removes_what_ended_workers_left(tmp_path, tiny_model) -> N
     (stale / "in").mkdir(parents=True)
     running = tmp_path / f"realscale-ray-{os.getppid()}-def456"
     running.mkdir()
-    worker = Worker(WorkerSettings(device="cpu", precision="auto", tile=32, backend="auto",
-                                   allow_download=False), str(tmp_path))
+    worker = Worker(EngineOptions(device="cpu", tile=32), str(tmp_path))
     assert isinstance(worker.start(model_files(str(tiny_model), allow_download=False)),
                       WorkerInfo)
     assert sorted(p.name for p in tmp_path.iterdir()) == [running.name]
@@ -92,8 +91,7 @@ def test_frames_are_the_upscalers(sample, tiny_model) -> None:
     from realscale import Upscaler
     from realscale.video.frames import read_frames
 
-    worker = Worker(WorkerSettings(device="cpu", precision="auto", tile=64, backend="auto",
-                                   allow_download=False))
+    worker = Worker(EngineOptions(device="cpu", tile=64))
     assert isinstance(worker.start(model_files(str(tiny_model), allow_download=False)),
                       WorkerInfo)
     local = Upscaler(str(tiny_model), device="cpu", tile=64)
@@ -102,8 +100,7 @@ def test_frames_are_the_upscalers(sample, tiny_model) -> None:
 
 
 def test_a_model_that_cannot_load_is_one_line(tmp_path) -> None:
-    worker = Worker(WorkerSettings(device="cpu", precision="auto", tile="auto",
-                                   backend="auto", allow_download=False))
+    worker = Worker(EngineOptions(device="cpu", tile="auto"))
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not weights at all" * 10)
     answer = worker.start(model_files(str(bad), allow_download=False))

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RealscaleError
+from ..options import EngineOptions
 from .options import ray_options
 from .run import cluster_pool
+from .session import import_ray
 from .worker import FileJob, FileResult
 
 _NOT_SENT = ("inputs", "handler")
@@ -31,9 +33,9 @@ def run_upscale_batch(args: argparse.Namespace) -> int:
 
     options = ray_options(args)
     assert options is not None, "run_upscale_batch needs --ray"
+    import_ray()  # without Ray, the way to install it before anything else
     if args.height is not None and args.scale is not None:
         raise RealscaleError("give either --scale or --width/--height, not both")
-    tile = cli.parse_tile(args.tile)
     max_pixels = args.max_pixels or formats.DEFAULT_MAX_PIXELS
     inputs = cli._unique(cli._expand_inputs(args.inputs))
     if not inputs:
@@ -45,7 +47,8 @@ def run_upscale_batch(args: argparse.Namespace) -> int:
     resolved = {p.resolve() for p in inputs if p.exists()}
     step_options = argparse.Namespace(**{name: value for name, value in vars(args).items()
                                          if name not in _NOT_SENT})
-    with cluster_pool(options, model=args.model or DEFAULT_MODEL, args=args, tile=tile,
+    engine = EngineOptions.from_args(args)
+    with cluster_pool(options, engine, default_model=DEFAULT_MODEL,
                       quiet=args.quiet) as pool, cli.stop_on_signals():
         assert pool.info is not None
         scale_tag = cli._tag(args, str(pool.info.scale))

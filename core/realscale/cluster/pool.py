@@ -20,10 +20,11 @@ from typing import Any, Generic, TypeVar
 
 from .. import __version__
 from ..errors import Cancelled, RealscaleError
+from ..options import EngineOptions
 from .models import ModelFiles
 from .placement import Slot
 from .session import ClusterError
-from .worker import Worker, WorkerInfo, WorkerSettings
+from .worker import Worker, WorkerInfo
 
 T = TypeVar("T")
 
@@ -72,7 +73,7 @@ class WorkerPool:
     """Start with ``start()`` (returns the first worker's info), run items with ``map()``,
     and always ``close()``."""
 
-    def __init__(self, ray: ModuleType, slots: list[Slot], settings: WorkerSettings,
+    def __init__(self, ray: ModuleType, slots: list[Slot], settings: EngineOptions,
                  model: ModelFiles, *, per_worker: int = PER_WORKER,
                  start_timeout: float = START_TIMEOUT,
                  notify: Callable[[str], None] | None = None) -> None:

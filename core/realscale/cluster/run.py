@@ -2,32 +2,30 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 from collections.abc import Iterator
 
+from ..options import EngineOptions
 from .models import model_files
 from .options import RayOptions
 from .placement import plan_workers
 from .pool import WorkerPool
 from .session import joined, live_nodes
-from .worker import WorkerSettings
 
 
 @contextlib.contextmanager
-def cluster_pool(options: RayOptions, *, model: str, args: argparse.Namespace,
-                 tile: int | str, quiet: bool) -> Iterator[WorkerPool]:
-    """Started workers with ``model`` loaded the way ``args`` (device, precision, backend,
-    download) asks; they are ended and Ray left when the block ends, however it ends."""
-    files = model_files(model, allow_download=args.download)
-    settings = WorkerSettings(device=args.device, precision=args.precision, tile=tile,
-                              backend=args.backend, allow_download=args.download)
+def cluster_pool(options: RayOptions, engine: EngineOptions, *, default_model: str,
+                 quiet: bool) -> Iterator[WorkerPool]:
+    """Started workers with ``engine``'s model (``default_model`` when it names none) loaded
+    the way it asks (device, precision, backend, tile, download); they are ended and Ray left
+    when the block ends, however it ends."""
+    files = model_files(engine.model or default_model, allow_download=engine.download)
     with joined(options.address) as ray:
         nodes = live_nodes(ray)
         slots = plan_workers(nodes, workers=options.workers,
-                             gpus_per_worker=options.gpus_per_worker, device=args.device)
-        pool = WorkerPool(ray, slots, settings, files)
+                             gpus_per_worker=options.gpus_per_worker, device=engine.device)
+        pool = WorkerPool(ray, slots, engine, files)
         finished = False
         try:
             info = pool.start()

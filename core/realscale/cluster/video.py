@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import RealscaleError
+from ..options import EngineOptions
 from ..upscale import CancelToken, _factor
+from ..video.pipeline import DEFAULT_VIDEO_MODEL
 from .options import ray_options
 from .pool import WorkerPool
 from .run import cluster_pool
@@ -74,12 +76,13 @@ class ClusterUpscaler:
 
 
 @contextlib.contextmanager
-def cluster_upscaler(args: argparse.Namespace, tile: int | str) -> Iterator[ClusterUpscaler]:
-    """The workers for ``realscale video --ray`` with ``args``' model options; ended when the
-    block ends."""
+def cluster_upscaler(args: argparse.Namespace) -> Iterator[ClusterUpscaler]:
+    """The workers for ``realscale video --ray`` with ``args``' engine options; ended when
+    the block ends."""
     options = ray_options(args)
     assert options is not None, "cluster_upscaler needs --ray"
     quiet = bool(getattr(args, "quiet", False)) or getattr(args, "progress", "") in (
         "none", "json")
-    with cluster_pool(options, model=args.model, args=args, tile=tile, quiet=quiet) as pool:
+    engine = EngineOptions.from_args(args)
+    with cluster_pool(options, engine, default_model=DEFAULT_VIDEO_MODEL, quiet=quiet) as pool:
         yield ClusterUpscaler(pool)

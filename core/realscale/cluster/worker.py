@@ -16,27 +16,21 @@ import os
 import shutil
 import socket
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import __version__
 from ..errors import RealscaleError
+from ..options import EngineOptions
 from .models import ModelFiles, install
 
+if TYPE_CHECKING:
+    from ..upscale import Upscaler
+
 SCRATCH_PREFIX = "realscale-ray-"
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    """How every worker builds its Upscaler: the command line's model options."""
-
-    device: str
-    precision: str
-    tile: int | str
-    backend: str
-    allow_download: bool
 
 
 @dataclass(frozen=True)
@@ -75,24 +69,20 @@ class FileResult:
 
 
 class Worker:
-    def __init__(self, settings: WorkerSettings, scratch: str | None = None) -> None:
+    def __init__(self, settings: EngineOptions, scratch: str | None = None) -> None:
         self.settings = settings
+        """The command line's engine options; the model comes with start()."""
         # Where copies of files and model weights live while a call uses them.
         self.scratch = Path(scratch or tempfile.gettempdir())
-        self.upscaler: object | None = None
+        self.upscaler: Upscaler | None = None
 
     def start(self, model: ModelFiles) -> WorkerInfo | str:
         """Load the model; its one-line error instead when it cannot be loaded here."""
-        from ..upscale import Upscaler
-
         _remove_stale(self.scratch)
         folder = self._folder() if model.files else None
         try:
             spec = install(model, folder) if folder is not None else model.spec
-            settings = self.settings
-            upscaler = Upscaler(spec, device=settings.device, precision=settings.precision,
-                                tile=settings.tile, allow_download=settings.allow_download,
-                                backend=settings.backend)
+            upscaler = replace(self.settings, model=spec).upscaler(spec)
         except RealscaleError as exc:
             return _on_host(str(exc))
         finally:
@@ -108,6 +98,7 @@ class Worker:
         """``realscale upscale``'s per-file step on a copy of the input."""
         from ..cli import _upscale_one
 
+        assert self.upscaler is not None, "start() first"
         folder = self._folder()
         source = folder / "in" / Path(job.source).name
         target = folder / "out" / Path(job.target).name
@@ -133,9 +124,7 @@ class Worker:
 
     def upscale_frame(self, frame: np.ndarray, scale: float | None) -> np.ndarray:
         """One video frame, as ``realscale video`` upscales it."""
-        from ..upscale import Upscaler
-
-        assert isinstance(self.upscaler, Upscaler)
+        assert self.upscaler is not None, "start() first"
         return self.upscaler.upscale(frame, scale=scale)
 
     def _folder(self) -> Path:

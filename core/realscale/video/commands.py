@@ -7,6 +7,7 @@ numpy) until the command actually runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -15,11 +16,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..cluster.options import add_ray_arguments, ray_options
+from ..options import EngineOptions, add_engine_arguments
 from .codecs import CODECS
 
 if TYPE_CHECKING:
     from ..upscale import CancelToken
-    from .pipeline import Progress
+    from .pipeline import FrameUpscaler, Progress
     from .plan import Plan
 
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED = 0, 2, 130
@@ -44,8 +47,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     parser.add_argument("-o", "--output", required=True,
                         help="output file (.mov, .mp4, .mkv), or a folder (or a pattern "
                              "like out/frame_%%06d.png) for an image sequence")
-    parser.add_argument("-m", "--model", default=DEFAULT_MODEL,
-                        help=f"catalogue name or weights file (default: {DEFAULT_MODEL})")
+    add_engine_arguments(parser, default_model=DEFAULT_MODEL)
     parser.add_argument("-s", "--scale", type=float,
                         help="output scale factor (default: the model's)")
     parser.add_argument("-c", "--codec", help="prores, prores4444, h264, h265, png or tiff")
@@ -67,13 +69,6 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                         help="do not copy subtitle streams")
     parser.add_argument("--start-number", type=int, default=1,
                         help="number of the first file of an image sequence (default 1)")
-    parser.add_argument("--tile", default="auto", help="tile size in pixels, or auto")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16")
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"),
-                        help="auto (torch if installed, else onnxruntime), torch or onnxruntime")
-    parser.add_argument("--download", action="store_true",
-                        help="allow downloading official weights that are not embedded")
     parser.add_argument("-y", "--overwrite", action="store_true",
                         help="replace an existing output")
     parser.add_argument("--progress", choices=("auto", "bar", "lines", "json", "none"),
@@ -82,20 +77,25 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
                              "lines on stdout (for programs; 'cancel' on stdin stops), or "
                              "nothing (default: bar on a terminal, else lines)")
     parser.add_argument("-q", "--quiet", action="store_true", help="same as --progress none")
+    add_ray_arguments(parser)
     parser.set_defaults(handler=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from ..cli import parse_tile
     from ..errors import Cancelled, RealscaleError
-    from ..upscale import CancelToken, Upscaler
+    from ..upscale import CancelToken
     from .pipeline import VideoJob, check_job, upscale_video
 
+    cluster = ray_options(args)
+    if cluster is not None:
+        from ..cluster.session import import_ray
+
+        import_ray()  # without Ray, the way to install it before anything else
     mode = "none" if args.quiet else args.progress
     if mode == "auto":
         mode = "bar" if sys.stderr.isatty() else "lines"
     report = _Reporter(mode, os.path.basename(args.input))
-    tile = parse_tile(args.tile)
+    engine = EngineOptions.from_args(args)
     token = CancelToken()
     restore = _cancel_on_signals(token, watch_stdin=mode == "json")
     try:
@@ -108,10 +108,15 @@ def run_command(args: argparse.Namespace) -> int:
         )
         check_job(job)
         report.starting()
-        upscaler = Upscaler(args.model, device=args.device, precision=args.precision,
-                            tile=tile, allow_download=args.download, backend=args.backend)
-        result = upscale_video(job, upscaler, progress=report.progress, cancel=token,
-                               on_plan=report.plan)
+        with contextlib.ExitStack() as stack:
+            if cluster is not None:
+                from ..cluster.video import cluster_upscaler
+
+                upscaler: FrameUpscaler = stack.enter_context(cluster_upscaler(args))
+            else:
+                upscaler = engine.upscaler(DEFAULT_MODEL)
+            result = upscale_video(job, upscaler, progress=report.progress, cancel=token,
+                                   on_plan=report.plan)
     except Cancelled as exc:
         report.error(str(exc), cancelled=True)
         return EXIT_CANCELLED

@@ -20,9 +20,9 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
@@ -89,6 +89,30 @@ class VideoResult:
 ProgressCallback = Callable[[Progress], None]
 
 
+class FrameUpscaler(Protocol):
+    """An upscaler that takes the frames as a stream, so that several are upscaled at once
+    (``realscale.cluster.video.ClusterUpscaler``: frames in flight on a Ray cluster's
+    workers). An ``Upscaler`` is used one frame at a time instead."""
+
+    def output_size(self, width: int, height: int, *,
+                    scale: float | None = None) -> tuple[int, int]: ...
+
+    def upscale_frames(self, frames: Iterable[np.ndarray], *, scale: float | None = None,
+                       cancel: CancelToken | None = None,
+                       ) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
+
+
+def _frame_pairs(upscaler: Upscaler | FrameUpscaler, frames: Iterable[np.ndarray],
+                 scale: float | None, cancel: CancelToken,
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(frame, upscaled frame) for every frame, in order."""
+    if not isinstance(upscaler, Upscaler):
+        yield from upscaler.upscale_frames(frames, scale=scale, cancel=cancel)
+        return
+    for frame in frames:
+        yield frame, upscaler.upscale(frame, scale=scale, cancel=cancel)
+
+
 def check_job(job: VideoJob) -> tuple[str, codecs.Codec, str, str | None]:
     """The checks that need neither the model nor the frames, so mistakes show at once:
     (source, codec, output, sequence pattern)."""
@@ -111,7 +135,7 @@ def check_job(job: VideoJob) -> tuple[str, codecs.Codec, str, str | None]:
     return source, codec, output, pattern
 
 
-def plan_job(job: VideoJob, upscaler: Upscaler) -> Plan:
+def plan_job(job: VideoJob, upscaler: Upscaler | FrameUpscaler) -> Plan:
     """Check the job and decide everything about it (reads the frame times of the source)."""
     source, codec, output, pattern = check_job(job)
     info = probe(source)
@@ -144,7 +168,7 @@ def plan_job(job: VideoJob, upscaler: Upscaler) -> Plan:
 
 def upscale_video(
     job: VideoJob,
-    upscaler: Upscaler,
+    upscaler: Upscaler | FrameUpscaler,
     *,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
@@ -172,7 +196,8 @@ _END = _End()
 
 
 class _Run:
-    def __init__(self, plan: Plan, job: VideoJob, upscaler: Upscaler, cancel: CancelToken,
+    def __init__(self, plan: Plan, job: VideoJob, upscaler: Upscaler | FrameUpscaler,
+                 cancel: CancelToken,
                  progress: ProgressCallback | None) -> None:
         self.plan = plan
         self.job = job
@@ -204,13 +229,9 @@ class _Run:
             self._start()
             count = 0
             meter = _Meter(plan.frames)
-            while True:
-                item = self._take(self.decoded)
-                if item is _END:
-                    break
-                if self.cancel.cancelled:
-                    raise Cancelled("the video upscale was cancelled")
-                result = self.upscaler.upscale(item, scale=self.job.scale, cancel=self.cancel)
+            pairs = _frame_pairs(self.upscaler, self._decoded_frames(), self.job.scale,
+                                 self.cancel)
+            for item, result in pairs:
                 # The temporal step runs in the writing thread, beside the next frame's model.
                 self._give(self.encoded, result if self.temporal is None else (item, result))
                 count += 1
@@ -238,6 +259,15 @@ class _Run:
             if not done:
                 self._abort()
             self._remove_filter_file()
+
+    def _decoded_frames(self) -> Iterator[np.ndarray]:
+        while True:
+            item = self._take(self.decoded)
+            if item is _END:
+                return
+            if self.cancel.cancelled:
+                raise Cancelled("the video upscale was cancelled")
+            yield item
 
     def _start(self) -> None:
         plan = self.plan
