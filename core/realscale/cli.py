@@ -30,6 +30,7 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_FAILED = 0, 1, 2
 # Each module has add_commands(subparsers): sub-commands owned by other parts of realscale.
 COMMAND_MODULES = (
     "realscale.worker.commands",
+    "realscale.install.commands",
     "realscale.video.commands",
     "realscale.onnx.commands",
 )

@@ -1,8 +1,10 @@
 """realscale's host client: talk to a `realscale worker` from GIMP, Krita or Resolve.
 
-Standard library only, Python 3.8 to 3.13: each host plug-in vendors this one file. It is
-also the one source of the wire protocol: the worker (``realscale.worker.protocol``) loads
-the framing from this very file, so the two sides cannot drift apart. The bytes on the wire
+Standard library only, Python 3.8 to 3.13: each host plug-in vendors this file together with
+``realscale_wire.py`` (core's ``realscale/wire.py``, copied beside it by ``realscale install``
+and ``realscale package``), which holds the framing, the message types, the error kinds and
+the config lookup the worker itself uses, so the two sides cannot drift apart. Run from a
+source checkout (tests), it takes ``core/realscale/wire.py`` instead. The bytes on the wire
 are described in ``docs/worker-protocol.md``; the API in ``docs/worker-client.md``.
 
 A client is not thread-safe: call it from one thread (hosts call it from their main
@@ -15,13 +17,10 @@ import atexit
 import collections
 import contextlib
 import itertools
-import json
 import os
 import queue
-import re
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -47,191 +46,52 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------------------
-# The framing (shared with the worker)
+# The framing and the config: realscale_wire, the worker's own module
 # ---------------------------------------------------------------------------------------
 
-PROTOCOL_VERSION = 1
-MAGIC = b"\x89RSW"
-HEADER = struct.Struct(">4sBcxxI")
-"""magic, protocol version, kind (J = JSON message, D = pixel data), 2 zero bytes, length."""
-KIND_JSON = b"J"
-KIND_DATA = b"D"
-MAX_JSON = 1 << 20
-"""Largest JSON message, in bytes."""
-MAX_DATA = 16 << 20
-"""Largest pixel data frame, in bytes."""
-CHUNK = 4 << 20
-"""Size of the pixel data frames both sides send."""
-MAX_NESTING = 32
-"""Deepest nesting of arrays and objects in a JSON message (no message needs more than 4)."""
-DEPTHS = {"u8": 1, "u16": 2, "f16": 2, "f32": 4}
-"""Bytes per sample of each pixel depth (all little-endian)."""
-ORDERS = ("rgb", "bgr")
+
+def _checkout_wire() -> Any:
+    """core/realscale/wire.py of the source checkout this file lies in (tests run the client
+    from plugins/common); a process that already has realscale.wire shares it."""
+    loaded = sys.modules.get("realscale.wire") or sys.modules.get("realscale_wire")
+    if loaded is not None:
+        return loaded
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(here, os.pardir, os.pardir, "core", "realscale", "wire.py")
+    if not os.path.isfile(path):
+        raise ImportError("realscale_wire.py is missing beside realscale_client.py; install "
+                          "the plug-in again", name="realscale_wire")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("realscale_wire", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["realscale_wire"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
-class FrameError(Exception):
-    """Bytes that are not a well-formed frame; the stream stays usable after it."""
+try:
+    if __package__:  # vendored inside a plug-in package (Krita's realscale/ folder)
+        from . import realscale_wire as wire
+    else:  # vendored beside the plug-in's script (GIMP), or on sys.path
+        import realscale_wire as wire
+except ImportError:
+    wire = _checkout_wire()
 
-
-def pack_json(message: dict[str, Any]) -> bytes:
-    """One JSON frame, header included."""
-    body = json.dumps(message, separators=(",", ":")).encode("utf-8")
-    if len(body) > MAX_JSON:
-        raise ValueError(f"a JSON message may not exceed {MAX_JSON} bytes")
-    return HEADER.pack(MAGIC, PROTOCOL_VERSION, KIND_JSON, len(body)) + body
-
-
-def data_header(length: int) -> bytes:
-    """The header of a pixel data frame of ``length`` bytes (the payload follows it)."""
-    if not 0 < length <= MAX_DATA:
-        raise ValueError(f"a data frame holds 1 to {MAX_DATA} bytes, not {length}")
-    return HEADER.pack(MAGIC, PROTOCOL_VERSION, KIND_DATA, length)
-
-
-def write_data(stream: Any, data: Any) -> None:
-    """Write ``data`` (any bytes-like object) as data frames of at most CHUNK bytes."""
-    view = memoryview(data).cast("B")
-    for start in range(0, len(view), CHUNK):
-        part = view[start : start + CHUNK]
-        stream.write(data_header(len(part)))
-        stream.write(part)
-
-
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
-
-
-def _excess_nesting(payload: bytes) -> int:
-    """How deep arrays and objects nest in ``payload`` when that is more than MAX_NESTING,
-    else 0 (brackets inside strings do not count).
-
-    Counted before parsing: the json module recurses once per level, so a 2 KB message of
-    a thousand ``[`` would otherwise end in RecursionError (or, in a thread with a small
-    stack, in a crash) instead of a FrameError."""
-    if payload.count(b"[") + payload.count(b"{") <= MAX_NESTING:
-        return 0
-    brackets = _JSON_STRING.sub(b"", payload).translate(None, _NOT_BRACKETS)
-    depth = max(itertools.accumulate(_STEP[b] for b in brackets), default=0)
-    return depth if depth > MAX_NESTING else 0
-
-
-def decode_json(payload: bytes) -> dict[str, Any]:
-    """The message in a JSON frame's payload: an object with a string ``type``."""
-    depth = _excess_nesting(payload)
-    if depth:
-        raise FrameError(
-            f"the message nests arrays and objects {depth} deep; at most {MAX_NESTING} are "
-            "allowed")
-    try:
-        message = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise FrameError(f"the message is not valid UTF-8 JSON ({exc})") from None
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise FrameError("a message must be a JSON object with a string 'type'")
-    return message
-
-
-class FrameReader:
-    """Reads frames from a binary stream (a pipe or a socket file).
-
-    ``next_header()`` returns ``(kind, length)``; then call ``read_payload``,
-    ``readinto`` (pixel data straight into a buffer) or ``skip``. Bytes that do not form a
-    frame raise FrameError once per run of garbage; the reader then looks for the next
-    frame's magic, so a sender that wrote garbage can carry on with good frames.
-    EOFError means the stream ended.
-    """
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-        self._pending = bytearray()
-        self._in_garbage = False
-
-    def _more(self) -> bool:
-        read = getattr(self._stream, "read1", None) or self._stream.read
-        data = read(65536)
-        if not data:
-            return False
-        self._pending += data
-        return True
-
-    def _fill(self, count: int) -> None:
-        while len(self._pending) < count:
-            if not self._more():
-                raise EOFError("the stream ended inside a frame")
-
-    def _garbage(self, message: str) -> None:
-        if not self._in_garbage:
-            self._in_garbage = True
-            raise FrameError(message)
-
-    def next_header(self) -> tuple[bytes, int]:
-        while True:
-            if not self._pending and not self._more():
-                raise EOFError("the stream ended")
-            prefix = bytes(self._pending[: len(MAGIC)])
-            if not MAGIC.startswith(prefix):
-                start = self._pending.find(MAGIC[:1], 1)
-                shown = bytes(self._pending[:16])
-                del self._pending[: start if start > 0 else len(self._pending)]
-                self._garbage(f"expected a frame starting with {MAGIC!r}, got {shown!r}")
-                continue
-            self._fill(HEADER.size)
-            magic, version, kind, length = HEADER.unpack(bytes(self._pending[: HEADER.size]))
-            if magic != MAGIC:
-                del self._pending[:1]
-                continue  # loops back into the garbage branch
-            problem = None
-            if kind not in (KIND_JSON, KIND_DATA):
-                problem = f"unknown frame kind {kind!r}"
-            elif length > (MAX_JSON if kind == KIND_JSON else MAX_DATA):
-                what = "JSON" if kind == KIND_JSON else "data"
-                problem = f"a {what} frame of {length} bytes is larger than allowed"
-            if problem is not None:
-                del self._pending[:1]
-                self._garbage(problem)
-                continue
-            del self._pending[: HEADER.size]
-            self._in_garbage = False
-            if version != PROTOCOL_VERSION:
-                self.skip(length)
-                raise FrameError(
-                    f"protocol version {version} is not spoken here "
-                    f"(this side speaks {PROTOCOL_VERSION})")
-            return kind, length
-
-    def readinto(self, target: Any) -> None:
-        """Fill all of ``target`` (a writable memoryview) with the next bytes."""
-        view = memoryview(target).cast("B")
-        have = min(len(self._pending), len(view))
-        if have:
-            view[:have] = self._pending[:have]
-            del self._pending[:have]
-        while have < len(view):
-            got = self._stream.readinto(view[have:])
-            if not got:
-                raise EOFError("the stream ended inside a frame")
-            have += got
-
-    def read_payload(self, length: int) -> bytes:
-        buffer = bytearray(length)
-        self.readinto(buffer)
-        return bytes(buffer)
-
-    def skip(self, length: int) -> None:
-        scratch = bytearray(min(length, 1 << 20) or 1)
-        while length > 0:
-            step = min(length, len(scratch))
-            self.readinto(memoryview(scratch)[:step])
-            length -= step
-
-    def next_message(self) -> dict[str, Any]:
-        """The next JSON message; data frames met on the way raise FrameError."""
-        kind, length = self.next_header()
-        if kind != KIND_JSON:
-            self.skip(length)
-            raise FrameError("pixel data arrived where a message was expected")
-        return decode_json(self.read_payload(length))
+PROTOCOL_VERSION = wire.PROTOCOL_VERSION
+CONFIG_VERSION = wire.CONFIG_VERSION
+KIND_DATA = wire.KIND_DATA
+DEPTHS = wire.DEPTHS
+ORDERS = wire.ORDERS
+FrameError = wire.FrameError
+FrameReader = wire.FrameReader
+config_dir = wire.config_dir
+config_path = wire.config_path
+decode_json = wire.decode_json
+pack_json = wire.pack_json
+worker_environment = wire.worker_environment
+write_data = wire.write_data
 
 
 # ---------------------------------------------------------------------------------------
@@ -314,72 +174,12 @@ class UpscaleResult:
 # Config
 # ---------------------------------------------------------------------------------------
 
-CONFIG_VERSION = 1
-_INSTALL_HINT = "run `realscale install %s` in the Python environment where realscale is installed"
-
-
-def config_dir() -> str:
-    """The per-user folder of realscale's settings (worker.json and install records)."""
-    override = os.environ.get("REALSCALE_CONFIG_DIR")
-    if override:
-        return override
-    if sys.platform == "win32":
-        base = os.environ.get("APPDATA") or os.path.join(
-            os.path.expanduser("~"), "AppData", "Roaming")
-        return os.path.join(base, "realscale")
-    if sys.platform == "darwin":
-        return os.path.join(os.path.expanduser("~"), "Library", "Application Support",
-                            "realscale")
-    xdg = os.environ.get("XDG_CONFIG_HOME", "")
-    base = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "realscale")
-
-
-def config_path() -> str:
-    """Where the worker config is read from: $REALSCALE_WORKER_CONFIG, else per user."""
-    return os.environ.get("REALSCALE_WORKER_CONFIG") or os.path.join(config_dir(), "worker.json")
-
-
 def read_config(path: str | None = None, host: str = "gimp|krita|resolve") -> dict[str, Any]:
     """The worker config as a dict; WorkerNotInstalled when it is missing or unusable."""
-    path = path or config_path()
-    hint = _INSTALL_HINT % host
     try:
-        with open(path, encoding="utf-8") as handle:
-            config = json.load(handle)
-    except FileNotFoundError:
-        raise WorkerNotInstalled(
-            f"The realscale worker is not set up (no {path}): {hint}.") from None
-    except (OSError, ValueError) as exc:
-        raise WorkerNotInstalled(
-            f"The realscale worker config {path} cannot be read ({exc}): {hint}."
-        ) from None
-    if not isinstance(config, dict) or config.get("version") != CONFIG_VERSION:
-        raise WorkerNotInstalled(
-            f"The realscale worker config {path} is not a version {CONFIG_VERSION} config: {hint}.")
-    if not isinstance(config.get("python"), str) and not isinstance(config.get("address"), str):
-        raise WorkerNotInstalled(
-            f"The realscale worker config {path} names neither a Python nor an address: {hint}.")
-    config["_path"] = path
-    return config
-
-
-def worker_environment(extra_path: list[str] | None = None) -> dict[str, str]:
-    """The host's environment without what would break another Python: PYTHON* variables
-    (Krita sets PYTHONPATH/PYTHONHOME for its own Python), Qt's variables, and an AppImage's
-    library path."""
-    env = {}
-    appimage = "APPDIR" in os.environ or "APPIMAGE" in os.environ
-    for key, value in os.environ.items():
-        upper = key.upper()
-        if upper.startswith(("PYTHON", "QT_", "QML", "QTWEBENGINE")):
-            continue
-        if appimage and upper in ("LD_LIBRARY_PATH", "LD_PRELOAD"):
-            continue
-        env[key] = value
-    if extra_path:
-        env["PYTHONPATH"] = os.pathsep.join(extra_path)
-    return env
+        return wire.read_config(path, host)
+    except wire.ConfigError as exc:
+        raise WorkerNotInstalled(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------
@@ -436,7 +236,7 @@ class _Connection:
                     reader.skip(length)  # stray data: nothing is waiting for it
                     continue
                 message = decode_json(reader.read_payload(length))
-                if message["type"] == "result":
+                if message["type"] == wire.RESULT:
                     size = int(message.get("bytes", 0))
                     buffer = bytearray(size)
                     view = memoryview(buffer)
@@ -675,7 +475,7 @@ class WorkerClient:
                 f"Expected {expected} bytes for a {width}x{height} image of {layout!r}, "
                 f"got {len(view)}.")
         request = {
-            "type": "upscale", "width": width, "height": height,
+            "type": wire.UPSCALE, "width": width, "height": height,
             "channels": layout.channels, "depth": layout.depth, "order": layout.order,
             "model": model, "scale": scale, "tile": tile, "device": device,
             "precision": precision, "download": bool(download), "backend": backend,
@@ -688,12 +488,30 @@ class WorkerClient:
 
     def models(self) -> list[dict[str, Any]]:
         """The models the worker offers: name, scale, architecture, embedded, default, ..."""
-        message, _ = self._request({"type": "models"}, None, None, None)
+        message, _ = self._request({"type": wire.MODELS}, None, None, None)
         return list(message["models"])
 
     def status(self) -> dict[str, Any]:
         """The worker's pid, peak memory and loaded models."""
-        message, _ = self._request({"type": "status"}, None, None, None)
+        message, _ = self._request({"type": wire.STATUS}, None, None, None)
+        return message
+
+    def devices(self) -> list[dict[str, Any]]:
+        """The devices the worker can run on, "cpu" first: name ("cpu", "cuda:0", ...),
+        label (for a menu), kind ("cpu", "cuda", "mps", ...), free_bytes and total_bytes
+        (None where unknown), fast ("bf16", "fp16", or None: the reduced precision that is
+        fast there)."""
+        message, _ = self._request({"type": wire.DEVICES}, None, None, None)
+        return list(message["devices"])
+
+    def measure(self, model: str, device: str = wire.AUTO,
+                precision: str = wire.AUTO) -> dict[str, Any]:
+        """How fast ``model`` runs on ``device`` at ``precision``, timed by the worker on a
+        small tile after a warm-up: model, device, precision (as resolved),
+        pixels_per_second (input pixels) and scale. Takes seconds (a model may load)."""
+        message, _ = self._request(
+            {"type": wire.MEASURE, "model": model, "device": device, "precision": precision},
+            None, None, None)
         return message
 
     def close(self) -> None:
@@ -727,7 +545,7 @@ class WorkerClient:
                 if cancelled_at is None and (
                         pending is not None or (cancel is not None and cancel())):
                     cancelled_at = time.monotonic()
-                    conn.post({"type": "cancel", "id": request_id})  # queued: never blocks
+                    conn.post({"type": wire.CANCEL, "id": request_id})  # queued: never blocks
                 if write.error is not None:
                     raise self._crashed(conn, "while receiving a request")
                 if (cancelled_at is not None
@@ -745,7 +563,7 @@ class WorkerClient:
                 if message.get("id") != request_id:
                     continue  # a late reply to an earlier, abandoned request
                 mtype = message["type"]
-                if mtype == "progress":
+                if mtype == wire.PROGRESS:
                     if progress is not None and pending is None:
                         try:
                             progress(int(message["done"]), int(message["total"]))
@@ -756,7 +574,7 @@ class WorkerClient:
                 # pixel data was sent (a refused request) waits until the worker has read
                 # them, so the caller's buffer is not in use once this returns.
                 self._finish(conn, write)
-                if mtype == "error":
+                if mtype == wire.ERROR:
                     if pending is not None:
                         raise pending
                     raise _error(message)
@@ -818,14 +636,14 @@ class WorkerClient:
         except (OSError, ValueError) as exc:
             raise WorkerNotInstalled(
                 f"No realscale worker answers at {address} (named in {source}): start it with "
-                f"`realscale worker --listen {address}`, or {_INSTALL_HINT % self._host}.",
+                f"`realscale worker --listen {address}`, or {self._hint()}.",
                 str(exc)) from None
         try:
-            conn.post({"type": "auth", "token": token or ""})
+            conn.post({"type": wire.AUTH, "token": token or ""})
         except ValueError:
             conn.close()
             raise WorkerNotInstalled(
-                f"The token in {source} is not usable: {_INSTALL_HINT % self._host}.") from None
+                f"The token in {source} is not usable: {self._hint()}.") from None
         return conn
 
     def _spawn(self, python: str, pythonpath: list[str] | None, args: list[str],
@@ -833,13 +651,13 @@ class WorkerClient:
         if not os.path.isfile(python):
             raise WorkerNotInstalled(
                 f"The Python named in {source} ({python}) does not exist any more: "
-                f"{_INSTALL_HINT % self._host}.")
+                f"{self._hint()}.")
         try:
             return _ProcessConnection(python, pythonpath, args)
         except OSError as exc:
             raise WorkerNotInstalled(
                 f"The realscale worker could not be started with {python} "
-                f"({exc.strerror or exc}): {_INSTALL_HINT % self._host}.") from None
+                f"({exc.strerror or exc}): {self._hint()}.") from None
 
     def _await_hello(self, conn: _Connection, cancel: Callable[[], bool] | None) -> None:
         wait = _HELLO_TIMEOUT if isinstance(conn, _SocketConnection) else _START_TIMEOUT
@@ -862,21 +680,24 @@ class WorkerClient:
                 if "No module named realscale" in log or "No module named 'realscale'" in log:
                     self.close()
                     raise WorkerNotInstalled(
-                        "The Python in the worker config has no realscale: %s."
-                        % (_INSTALL_HINT % self._host), log)
+                        "The Python in the worker config has no realscale: "
+                        f"{self._hint()}.", log)
                 raise self._crashed(conn, "while starting")
-            if message["type"] == "error":
+            if message["type"] == wire.ERROR:
                 self.close()
                 raise _error(message)
-            if message["type"] != "hello":
+            if message["type"] != wire.HELLO:
                 continue
             if message.get("protocol") != PROTOCOL_VERSION:
                 self.close()
                 raise WorkerError(
                     f"The realscale worker speaks protocol {message.get('protocol')} but this "
-                    f"plug-in speaks {PROTOCOL_VERSION}: {_INSTALL_HINT % self._host}.")
+                    f"plug-in speaks {PROTOCOL_VERSION}: {self._hint()}.")
             conn.hello = message
             return
+
+    def _hint(self) -> str:
+        return str(wire.INSTALL_HINT.format(self._host))
 
     def _crashed(self, conn: _Connection, when: str) -> WorkerCrashed:
         reason = conn.failure()
@@ -891,10 +712,10 @@ class WorkerClient:
 
 
 _ERRORS = {
-    "cancelled": WorkerCancelled,
-    "out_of_memory": WorkerOutOfMemory,
-    "not_installed": WorkerNotInstalled,
+    wire.E_CANCELLED: WorkerCancelled,
+    wire.E_OUT_OF_MEMORY: WorkerOutOfMemory,
 }
+"""The error kinds with a class of their own; the others are plain WorkerError."""
 
 
 def _error(message: dict[str, Any]) -> WorkerError:

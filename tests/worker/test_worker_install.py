@@ -15,15 +15,30 @@ from pathlib import Path
 import pytest
 from worker_support import REPO, WORKER_PYTHON, worker_env
 
+from realscale import __version__
 from realscale.cli import main
 from realscale.errors import RealscaleError
 from realscale.install import host_folders, kritarc_path
 from realscale.install.doctor import report
 from realscale.install.files import FileWriteError, write_text
-from realscale.install.installer import install, package, records, set_ini_value, uninstall
+from realscale.install.installer import install, records, set_ini_value, uninstall
 from realscale.install.manifest import load_manifest
+from realscale.install.package import build_wheel, wheel_name
+from realscale.install.package import package as build_package
 
 CLIENT = REPO / "plugins" / "common" / "realscale_client.py"
+WIRE = REPO / "core" / "realscale" / "wire.py"
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """realscale's wheel, built once from this checkout (as `realscale package` does)."""
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+def package(host: str, output: Path, *, plugins_root: Path | None = None,
+            wheel: Path) -> Path:
+    return build_package(host, output, plugins_root=plugins_root, wheel=wheel)
 
 
 def _write(path: Path, text: str) -> None:
@@ -72,10 +87,12 @@ def test_gimp_install_and_uninstall_round_trip(home: Path, plugins: Path) -> Non
     dest = home / "somewhere" / "plug-ins"
     [report] = install("gimp", dest=dest, plugins_root=plugins)
     assert _tree(dest) == ["realscale-upscale", "realscale-upscale/realscale-upscale.py",
-                           "realscale-upscale/realscale_client.py"]
+                           "realscale-upscale/realscale_client.py",
+                           "realscale-upscale/realscale_wire.py"]
     script = dest / "realscale-upscale" / "realscale-upscale.py"
     assert stat.S_IMODE(script.stat().st_mode) == 0o755, "GIMP skips files without the run bit"
     assert (dest / "realscale-upscale/realscale_client.py").read_bytes() == CLIENT.read_bytes()
+    assert (dest / "realscale-upscale/realscale_wire.py").read_bytes() == WIRE.read_bytes()
 
     config = home / ".config" / "realscale" / "worker.json"
     assert report.config == config
@@ -85,7 +102,7 @@ def test_gimp_install_and_uninstall_round_trip(home: Path, plugins: Path) -> Non
     assert [r["folder"] for _p, r in records("gimp")] == [str(dest)]
 
     removed = uninstall("gimp")
-    assert len(removed) == 2
+    assert len(removed) == 3
     assert not (home / "somewhere").exists() or _tree(home / "somewhere") == []
     assert not config.exists()
     assert records() == []
@@ -122,7 +139,8 @@ def test_krita_install_enables_the_plugin_and_uninstall_restores_kritarc(
     pykrita = home / ".local" / "share" / "krita" / "pykrita"
     assert report.folder == pykrita
     assert _tree(pykrita) == ["realscale", "realscale.desktop", "realscale/__init__.py",
-                              "realscale/realscale_client.py", "realscale/ui",
+                              "realscale/realscale_client.py", "realscale/realscale_wire.py",
+                              "realscale/ui",
                               "realscale/ui/dialog.py"]
     # Krita reads .action files (menus, default shortcuts) only from actions/ beside pykrita.
     actions = home / ".local" / "share" / "krita" / "actions"
@@ -288,21 +306,24 @@ def test_host_folders_on_windows_and_macos(home: Path) -> None:
     assert kritarc_path("darwin") == home / "Library" / "Preferences" / "kritarc"
 
 
-def test_package_zips_have_directory_entries_and_modes(tmp_path: Path, plugins: Path) -> None:
-    krita = package("krita", tmp_path / "dist", plugins_root=plugins)
+def test_package_zips_have_directory_entries_and_modes(
+    tmp_path: Path, plugins: Path, wheel: Path
+) -> None:
+    krita = package("krita", tmp_path / "dist", plugins_root=plugins, wheel=wheel)
     assert krita.name == "realscale-krita-0.1.0.zip"
     with zipfile.ZipFile(krita) as archive:
         names = archive.namelist()
         # The .action file stays at the zip root: Krita's importer moves it to actions/.
         assert names == ["realscale/", "realscale/ui/", "realscale.desktop",
                          "realscale/__init__.py", "realscale/ui/dialog.py", "realscale.action",
-                         "realscale/realscale_client.py"]
+                         "realscale/realscale_wire.py", "realscale/realscale_client.py",
+                         f"realscale/{wheel_name()}"]
         assert archive.getinfo("realscale/").is_dir()
         assert archive.read("realscale/realscale_client.py") == CLIENT.read_bytes()
-    again = package("krita", tmp_path / "again", plugins_root=plugins)
+    again = package("krita", tmp_path / "again", plugins_root=plugins, wheel=wheel)
     assert again.read_bytes() == krita.read_bytes(), "the same sources give the same zip"
 
-    gimp = package("gimp", tmp_path / "dist", plugins_root=plugins)
+    gimp = package("gimp", tmp_path / "dist", plugins_root=plugins, wheel=wheel)
     with zipfile.ZipFile(gimp) as archive:
         info = archive.getinfo("realscale-upscale/realscale-upscale.py")
         assert stat.S_IMODE(info.external_attr >> 16) == 0o755
@@ -311,7 +332,8 @@ def test_package_zips_have_directory_entries_and_modes(tmp_path: Path, plugins: 
 
 def test_manifests_are_checked(plugins: Path) -> None:
     manifest = load_manifest("krita", plugins)
-    assert manifest.name == "realscale" and manifest.files[-1].source.name == CLIENT.name
+    assert manifest.name == "realscale"
+    assert [f.source for f in manifest.files[-2:]] == [WIRE, plugins / "common" / CLIENT.name]
     path = plugins / "gimp" / "manifest.json"
     raw = json.loads(path.read_text())
     raw["files"][0]["dest"] = "../escape.py"
@@ -323,16 +345,16 @@ def test_manifests_are_checked(plugins: Path) -> None:
 
 
 def test_command_line_install_package_uninstall(
-    home: Path, plugins: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    home: Path, plugins: Path, tmp_path: Path, wheel: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     dest = tmp_path / "scripts"
     config = tmp_path / "cfg" / "worker.json"
     assert main(["install", "resolve", "--dest", str(dest), "--config", str(config),
                  "--plugins-root", str(plugins)]) == 0
-    assert _tree(dest) == ["Realscale Upscale.py"], "client_dest null: no client vendored"
+    assert _tree(dest) == ["Realscale Upscale.py"], "no client_dest or wire_dest: nothing vendored"
     assert json.loads(config.read_text())["python"] == sys.executable
     assert main(["package", "gimp", "krita", "-o", str(tmp_path / "zips"),
-                 "--plugins-root", str(plugins)]) == 0
+                 "--plugins-root", str(plugins), "--wheel", str(wheel)]) == 0
     assert sorted(os.listdir(tmp_path / "zips")) == ["realscale-gimp-0.1.0.zip",
                                                      "realscale-krita-0.1.0.zip"]
     assert main(["uninstall", "resolve"]) == 0
@@ -343,12 +365,17 @@ def test_command_line_install_package_uninstall(
 
 
 @pytest.mark.parametrize("host", ["gimp", "krita", "resolve"])
-def test_the_repositorys_own_plugins_package(host: str, tmp_path: Path) -> None:
+def test_the_repositorys_own_plugins_package(host: str, tmp_path: Path, wheel: Path) -> None:
     assert (REPO / "plugins" / host / "manifest.json").is_file()
     manifest = load_manifest(host)
-    with zipfile.ZipFile(package(host, tmp_path)) as archive:
+    with zipfile.ZipFile(package(host, tmp_path, wheel=wheel)) as archive:
         names = set(archive.namelist())
     assert {f.dest for f in manifest.files} <= names
+    # The modules the plug-in vendors and realscale's wheel lie side by side.
+    beside = f"{manifest.vendor_dir}/" if manifest.vendor_dir else ""
+    assert {f"{beside}realscale_wire.py", f"{beside}{wheel_name()}"} <= names
+    if host != "resolve":
+        assert {f"{beside}realscale_client.py", f"{beside}realscale_setup.py"} <= names
     if host == "krita":
         assert {f"{manifest.name}/", f"{manifest.name}/__init__.py",
                 f"{manifest.name}.desktop"} <= names
@@ -360,9 +387,9 @@ def test_the_repositorys_manifests_say_what_they_support() -> None:
 
 
 def test_package_prints_what_each_host_supports(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, wheel: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["package", "gimp", "krita", "-o", str(tmp_path)]) == 0
+    assert main(["package", "gimp", "krita", "-o", str(tmp_path), "--wheel", str(wheel)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [
         f"{tmp_path / 'realscale-gimp-0.1.0.zip'} (supports GIMP 3.0 and 3.2)",
@@ -516,3 +543,119 @@ def test_write_text_failure_is_a_realscale_error(tmp_path: Path) -> None:
     with pytest.raises(FileWriteError, match=r"blocker is not a folder\); choose a file"):
         write_text(tmp_path / "blocker" / "deeper" / "worker.json", "{}", private=True)
     assert issubclass(FileWriteError, RealscaleError)
+
+
+# -- the protocol module every plug-in vendors, and the wheel the zips carry (issues 13, 14) --
+
+PYTHON36 = Path.home() / ".pyenv" / "versions" / "3.6.15" / "bin" / "python3.6"
+"""The oldest Python a host runs realscale_wire.py with (Resolve: 3.6 or later)."""
+HOST_PYTHON = "/usr/bin/python3"
+"""A Python without realscale, numpy or torch, as a host's is."""
+
+
+def _run_isolated(python: str, code: str, cwd: Path, env: dict[str, str]) -> str:
+    """``code`` run by ``python -I`` in ``cwd`` (no site-packages of ours, no PYTHONPATH)."""
+    code = f"import sys; sys.path.insert(0, {str(cwd)!r}); {code}"
+    done = subprocess.run([python, "-I", "-c", code],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize("where", ["REALSCALE_CONFIG_DIR", "relative XDG_CONFIG_HOME"])
+def test_resolve_install_writes_the_config_where_the_vendored_lookup_finds_it(
+    home: Path, tmp_path: Path, where: str
+) -> None:
+    """`realscale install resolve` puts realscale_wire.py beside the scripts, and that copy,
+    run by Resolve's oldest Python in a fresh process, finds the config the install wrote:
+    with $REALSCALE_CONFIG_DIR, and with a relative $XDG_CONFIG_HOME (invalid: ignored, so
+    ~/.config) alike."""
+    env = worker_env(HOME=str(home))
+    env.pop("REALSCALE_WORKER_CONFIG", None)
+    if where == "REALSCALE_CONFIG_DIR":
+        env["REALSCALE_CONFIG_DIR"] = str(tmp_path / "elsewhere")
+        expected = tmp_path / "elsewhere" / "worker.json"
+    else:
+        env.pop("REALSCALE_CONFIG_DIR", None)
+        env["XDG_CONFIG_HOME"] = "relative/config"
+        expected = home / ".config" / "realscale" / "worker.json"
+    done = subprocess.run([WORKER_PYTHON, "-m", "realscale", "install", "resolve"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(expected.read_text())["python"] == WORKER_PYTHON
+    assert not (tmp_path / "relative").exists(), "a relative XDG_CONFIG_HOME is not used"
+    scripts = home / ".local/share/DaVinciResolve/Fusion/Scripts/Edit"
+    assert (scripts / "realscale_wire.py").read_bytes() == WIRE.read_bytes()
+    python = str(PYTHON36) if PYTHON36.is_file() else HOST_PYTHON
+    env.pop("PYTHONPATH")
+    found = _run_isolated(python, "import realscale_wire as w; c = w.read_config(); "
+                          "print(w.__file__, c['_path'], c['python'], sep='\\n')", scripts, env)
+    assert found.splitlines() == [str(scripts / "realscale_wire.py"), str(expected),
+                                  WORKER_PYTHON]
+    done = subprocess.run([WORKER_PYTHON, "-m", "realscale", "uninstall", "resolve"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert not expected.exists() and not scripts.exists()
+
+
+def test_the_installed_client_uses_the_protocol_module_beside_it(home: Path) -> None:
+    """In a host's Python (no realscale anywhere), the vendored client imports the
+    realscale_wire.py installed with it: beside it (GIMP), and inside the plug-in's package
+    (Krita), and speaks with it the framing the worker speaks."""
+    install("gimp", write_config=False)
+    install("krita", write_config=False)
+    gimp = host_folders("gimp")[0] / "realscale-upscale"
+    code = ("import realscale_client as c; import realscale_wire as w; "
+            "print(c.wire is w, w.__file__, c.pack_json({'type': 'ping', 'id': 1}).hex())")
+    same, path, frame = _run_isolated(HOST_PYTHON, code, gimp, dict(os.environ)).split()
+    assert (same, path) == ("True", str(gimp / "realscale_wire.py"))
+    from realscale import wire
+
+    assert bytes.fromhex(frame) == wire.pack_json({"type": "ping", "id": 1})
+    pykrita = host_folders("krita")[0]
+    # The plug-in's package as Krita has it, without its __init__ (which imports krita).
+    code = ("import types; p = sys.modules['realscale'] = types.ModuleType('realscale'); "
+            f"p.__path__ = [{str(pykrita / 'realscale')!r}]; "
+            "import realscale.realscale_client as c; print(c.wire.__name__, c.wire.__file__, "
+            "'realscale_wire' in sys.modules)")
+    assert _run_isolated(HOST_PYTHON, code, pykrita, dict(os.environ)).split() == [
+        "realscale.realscale_wire", str(pykrita / "realscale" / "realscale_wire.py"), "False"]
+
+
+def test_the_client_maps_only_error_kinds_the_worker_sends(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "plugins" / "common"))
+    import realscale_client
+
+    from realscale import wire
+
+    assert realscale_client.wire is wire, "in one process the client shares core's module"
+    assert set(realscale_client._ERRORS) <= set(wire.ERROR_KINDS)
+    assert "not_installed" not in wire.ERROR_KINDS
+
+
+def test_the_zip_carries_realscales_wheel_which_pip_installs(tmp_path: Path) -> None:
+    """`realscale package` builds realscale's wheel from this checkout (no network) and puts
+    it beside the vendored modules; pip takes it, and it is the plug-in's own version."""
+    assert main(["package", "gimp", "-o", str(tmp_path)]) == 0
+    zip_path = tmp_path / f"realscale-gimp-{__version__}.zip"
+    inner = f"realscale-upscale/{wheel_name()}"
+    with zipfile.ZipFile(zip_path) as archive:
+        names = archive.namelist()
+        archive.extract(inner, tmp_path / "unzipped")
+        setup = archive.read("realscale-upscale/realscale_setup.py")
+    assert {"realscale-upscale/realscale_wire.py", "realscale-upscale/realscale_client.py",
+            inner} <= set(names)
+    assert setup == (REPO / "plugins" / "common" / "realscale_setup.py").read_bytes()
+    target = tmp_path / "site"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
+         "--target", str(target), str(tmp_path / "unzipped" / inner)],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    [metadata] = target.glob("realscale-*.dist-info/METADATA")
+    assert f"\nVersion: {__version__}\n" in metadata.read_text()
+    assert (target / "realscale" / "wire.py").read_bytes() == WIRE.read_bytes()
+    assert (target / "realscale" / "plugins_data" / "common" / "realscale_client.py").is_file()

@@ -15,7 +15,7 @@ import pytest
 from worker_support import RawWorker
 
 from helpers import rgb_crop
-from realscale.worker import protocol as p
+from realscale import wire as p
 
 MODEL = "realesr-animevideov3"
 

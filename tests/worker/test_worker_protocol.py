@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,13 +15,18 @@ import pytest
 from worker_support import REPO, RawWorker
 
 from helpers import rgb_crop
-from realscale.worker import protocol as p
+from realscale import wire as p
 
 
 def test_the_worker_speaks_the_clients_own_framing() -> None:
-    # One source: the worker's protocol module is the client file itself.
-    assert Path(p.client.__file__) == REPO / "plugins" / "common" / "realscale_client.py"
-    assert p.FrameReader is p.client.FrameReader
+    # One source: the client takes its framing from core's realscale.wire.
+    sys.path.insert(0, str(REPO / "plugins" / "common"))
+    try:
+        client = importlib.import_module("realscale_client")
+    finally:
+        sys.path.remove(str(REPO / "plugins" / "common"))
+    assert Path(client.__file__) == REPO / "plugins" / "common" / "realscale_client.py"
+    assert client.wire is p and p.FrameReader is client.FrameReader
 
 
 def _frames(*parts: bytes) -> p.FrameReader:
@@ -172,8 +179,8 @@ def test_worker_environment_drops_the_hosts_python_and_qt(monkeypatch: pytest.Mo
                         "QT_QPA_PLATFORM": "xcb", "QML2_IMPORT_PATH": "/q", "LANG": "C.UTF-8"
                         }.items():
         monkeypatch.setenv(name, value)
-    env = p.client.worker_environment(["/src/core"])
+    env = p.worker_environment(["/src/core"])
     assert env["PYTHONPATH"] == "/src/core" and env["LANG"] == "C.UTF-8"
     assert not {"PYTHONHOME", "QT_QPA_PLATFORM", "QML2_IMPORT_PATH"} & set(env)
-    assert "PYTHONPATH" not in p.client.worker_environment()
+    assert "PYTHONPATH" not in p.worker_environment()
     json.dumps(env)

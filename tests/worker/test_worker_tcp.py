@@ -17,7 +17,7 @@ import numpy as np
 from worker_support import TcpWorker, worker_env
 
 from helpers import rgb_crop
-from realscale.worker import protocol as p
+from realscale import wire as p
 
 
 def _listen(*args: str) -> subprocess.Popen[str]:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from realscale.worker import protocol as p
+from realscale import wire as p
 
 REPO = Path(__file__).resolve().parents[2]
 CORE = REPO / "core"

@@ -8,10 +8,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, wire
 from ..errors import RealscaleError
+from .hosts import HOST_LIST
 from .manifest import Manifest, load_manifest
-from .paths import HOSTS, host_folders, kritarc_path, plugins_root
+from .sources import plugins_root
 
 
 def _manifest(host: str) -> Manifest | None:
@@ -77,11 +78,9 @@ def report(out: Callable[[str], None] = print) -> int:
         out("  PROBLEM: no backend; pip install 'realscale[torch]' or pip install onnxruntime")
 
     out("\nWorker config")
-    from ..worker import protocol
-
-    config_file = Path(protocol.config_path())
+    config_file = Path(wire.config_path())
     try:
-        config = protocol.read_config(str(config_file), "gimp|krita|resolve")
+        config = wire.read_config(str(config_file), "gimp|krita|resolve")
         config.pop("_path", None)
         out(f"  {config_file}")
         out(f"  {json.dumps({k: v for k, v in config.items() if k != 'token'})}")
@@ -89,18 +88,20 @@ def report(out: Callable[[str], None] = print) -> int:
         if python and not Path(python).is_file():
             problems += 1
             out(f"  PROBLEM: {python} does not exist; run `realscale install <host>` again")
-    except protocol.client.WorkerError as exc:
+    except wire.ConfigError as exc:
         out(f"  none: {exc}")
 
     out("\nHost plug-in folders")
-    from .installer import records
+    from .records import records
 
     installed = {Path(r.get("folder", "")): r for _p, r in records()}
-    for host in HOSTS:
-        folders = host_folders(host)
-        manifest = _manifest(host)
+    known: set[Path] = set()
+    for host in HOST_LIST:
+        folders = host.folders(sys.platform)
+        known.update(folders)
+        manifest = _manifest(host.name)
         if manifest is not None and manifest.supports:
-            out(f"  {host:8s} supports {manifest.supports}")
+            out(f"  {host.name:8s} supports {manifest.supports}")
         used = any(folder in installed for folder in folders)
         for folder in folders:
             state = "exists" if folder.is_dir() else "absent"
@@ -113,22 +114,18 @@ def report(out: Callable[[str], None] = print) -> int:
                 if missing:
                     problems += 1
                     state += f", {len(missing)} file(s) MISSING"
-            elif host == "gimp" and used and folder.parent.is_dir():
-                # Each GIMP 3 version reads only its own folder: one the user runs lacks it.
-                if manifest is not None and all((folder / f.dest).is_file()
-                                                for f in manifest.files):
-                    state += (", holds a copy GIMP made of another version's plug-ins; "
-                              "`realscale install gimp` takes it over")
-                else:
-                    problems += 1
-                    state += (", PROBLEM: the plug-in is not installed for this GIMP version; "
-                              "run `realscale install gimp` again")
-            out(f"  {host:8s} {folder} ({state})")
-    out(f"  kritarc  {kritarc_path()}")
-    others = [r for folder, r in installed.items()
-              if all(folder not in host_folders(h) for h in HOSTS)]
-    for record in others:
-        out(f"  {record.get('host'):8s} {record.get('folder')} (installed with --dest)")
+            complete = manifest is not None and all(
+                host.target(folder, f.dest).is_file() for f in manifest.files)
+            note, problem = host.folder_state(folder, record is not None, used, complete)
+            if note:
+                state += f", {note}"
+            problems += int(problem)
+            out(f"  {host.name:8s} {folder} ({state})")
+        for label, path in host.settings_files(sys.platform):
+            out(f"  {label:8s} {path}")
+    for folder, record in installed.items():
+        if folder not in known:
+            out(f"  {record.get('host')!s:8s} {folder} (installed with --dest)")
     try:
         out(f"  sources  {plugins_root()}")
     except RealscaleError as exc:

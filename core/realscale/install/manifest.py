@@ -6,13 +6,19 @@ Schema v1 (see docs/install.md)::
      "files": [{"src": "realscale-upscale/realscale-upscale.py",
                 "dest": "realscale-upscale/realscale-upscale.py", "executable": true}],
      "client_dest": "realscale-upscale/realscale_client.py",
+     "setup_dest": "realscale-upscale/realscale_setup.py",
      "supports": "GIMP 3.0 and 3.2"}
 
-``src`` is relative to ``plugins/<host>/``; ``dest`` and ``client_dest`` are relative to the
-host's per-user plug-in folder, and to the root of the zip ``realscale package`` builds.
-``client_dest`` may be null for a plug-in that does not use the client. ``supports`` (optional)
-says in words which host versions the plug-in is made and tested for; ``realscale package``
-and ``doctor`` print it.
+``src`` is relative to ``plugins/<host>/``; ``dest``, ``client_dest``, ``wire_dest`` and
+``setup_dest`` are relative to the host's per-user plug-in folder, and to the root of the zip
+``realscale package`` builds. ``client_dest`` may be null for a plug-in that does not use the
+client. ``wire_dest`` (optional) is where core's ``realscale/wire.py`` goes as
+``realscale_wire.py``: by default beside the client; a plug-in without the client names it
+to get it. ``setup_dest`` (optional) is where ``plugins/common/realscale_setup.py`` goes.
+``realscale package`` puts realscale's wheel in the folder of ``realscale_wire.py``.
+``supports`` (optional) says in words which host versions the plug-in is made and tested
+for; ``realscale package`` and ``doctor`` print it. Where a host's plug-in folders are and
+what else an install does there is the host's own business: see ``hosts.py``.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from ..errors import RealscaleError
-from .paths import HOSTS, client_file, plugins_root
+from .hosts import host as find_host
+from .sources import CLIENT, SETUP, WIRE, common_file, plugins_root
 
 MANIFEST_VERSION = 1
 
@@ -42,10 +50,13 @@ class Manifest:
     name: str
     """The plug-in's name (Krita: the pykrita module, enabled as ``enable_NAME`` in kritarc)."""
     files: tuple[PluginFile, ...]
-    """The host's own files, then the vendored client (unless ``client_dest`` is null)."""
+    """The host's own files, then the vendored modules (realscale_wire.py first)."""
     path: Path
     supports: str | None = None
     """Which host versions the plug-in supports, in words ("GIMP 3.0 and 3.2")."""
+    vendor_dir: str | None = None
+    """The folder (relative, "" for the top) holding realscale_wire.py, where the zip
+    carries realscale's wheel; None when the plug-in vendors nothing."""
 
 
 def _relative(value: object, where: str, field: str) -> str:
@@ -61,9 +72,7 @@ def _relative(value: object, where: str, field: str) -> str:
 
 def load_manifest(host: str, root: Path | None = None) -> Manifest:
     """Read and check ``plugins/<host>/manifest.json``."""
-    if host not in HOSTS:
-        msg = f"unknown host {host!r}; choose one of {', '.join(HOSTS)}"
-        raise RealscaleError(msg)
+    find_host(host)  # an unknown name is refused with the known ones
     root = root or plugins_root()
     folder = root / host
     path = folder / "manifest.json"
@@ -105,9 +114,8 @@ def load_manifest(host: str, root: Path | None = None) -> Manifest:
             msg = f"{label}: 'executable' must be true or false"
             raise RealscaleError(msg)
         files.append(PluginFile(src, _relative(entry.get("dest"), label, "dest"), executable))
-    if raw.get("client_dest") is not None:  # null: the plug-in does not use the client
-        client_dest = _relative(raw.get("client_dest"), where, "client_dest")
-        files.append(PluginFile(client_file(root), client_dest))
+    vendored = _vendored(raw, where, root)
+    files += vendored
     supports = raw.get("supports")
     if supports is not None and (not isinstance(supports, str) or not supports.strip()):
         msg = f"{where}: 'supports' must be a non-empty string, got {supports!r}"
@@ -116,7 +124,38 @@ def load_manifest(host: str, root: Path | None = None) -> Manifest:
     if len(set(dests)) != len(dests):
         msg = f"{where}: two files go to the same place ({sorted(dests)})"
         raise RealscaleError(msg)
-    return Manifest(host, name, tuple(files), path, supports.strip() if supports else None)
+    vendor_dir = str(PurePosixPath(vendored[0].dest).parent) if vendored else None
+    return Manifest(host, name, tuple(files), path, supports.strip() if supports else None,
+                    "" if vendor_dir == "." else vendor_dir)
+
+
+def _vendored(raw: dict[str, Any], where: str, root: Path) -> list[PluginFile]:
+    """The modules a plug-in vendors: realscale_wire.py (beside the client unless
+    ``wire_dest`` says where), the client, and the set-up library once it exists."""
+    dests: dict[str, str] = {}
+    if raw.get("client_dest") is not None:  # null: the plug-in does not use the client
+        dests[CLIENT] = _relative(raw.get("client_dest"), where, "client_dest")
+    if raw.get("wire_dest") is not None:
+        dests[WIRE] = _relative(raw.get("wire_dest"), where, "wire_dest")
+    elif CLIENT in dests:
+        dests[WIRE] = str(PurePosixPath(dests[CLIENT]).with_name(WIRE))
+    if raw.get("setup_dest") is not None:
+        dests[SETUP] = _relative(raw.get("setup_dest"), where, "setup_dest")
+    if dests and WIRE not in dests:
+        msg = f"{where}: 'wire_dest' is needed with 'setup_dest' and no 'client_dest'"
+        raise RealscaleError(msg)
+    files = []
+    for name in (WIRE, CLIENT, SETUP):
+        if name not in dests:
+            continue
+        source = common_file(name, root)
+        if not source.is_file():
+            if name == SETUP:
+                continue  # not written yet in this checkout: the zip goes without it
+            msg = f"{source} is missing; reinstall realscale"
+            raise RealscaleError(msg)
+        files.append(PluginFile(source, dests[name]))
+    return files
 
 
 def directories(dests: list[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Sub-commands ``worker``, ``install``, ``uninstall``, ``package`` and ``doctor``."""
+"""Sub-command ``worker``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,6 @@ import os
 import sys
 from pathlib import Path
 from typing import NoReturn
-
-from ..install.paths import HOSTS
-
-EXIT_OK, EXIT_FAILED = 0, 2
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -38,36 +34,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="with --listen: close a connection that sends nothing for "
                              "SECONDS while none of its upscales runs (default 300; 0: never)")
     worker.set_defaults(handler=_cmd_worker)
-
-    install = sub.add_parser("install", help="install a host plug-in for this user")
-    install.add_argument("host", choices=HOSTS)
-    install.add_argument("--dest", type=Path, metavar="DIR",
-                         help="install into DIR instead of the host's per-user plug-in folder")
-    install.add_argument("--config", type=Path, metavar="FILE",
-                         help="write the worker config to FILE instead of the per-user one")
-    install.add_argument("--no-config", action="store_true",
-                         help="do not write the worker config (e.g. a TCP worker's is in place)")
-    install.add_argument("--model-dir", action="append", default=[], metavar="DIR",
-                         help="let the plug-in use weights files from DIR (repeatable)")
-    install.add_argument("--plugins-root", type=Path, help=argparse.SUPPRESS)
-    install.set_defaults(handler=_cmd_install)
-
-    uninstall = sub.add_parser("uninstall", help="remove what `realscale install` put in place")
-    uninstall.add_argument("host", choices=HOSTS)
-    uninstall.add_argument("--dest", type=Path, metavar="DIR",
-                           help="only the install into DIR")
-    uninstall.set_defaults(handler=_cmd_uninstall)
-
-    package = sub.add_parser("package", help="build the zip a user installs into a host")
-    package.add_argument("hosts", nargs="+", choices=HOSTS, metavar="HOST",
-                         help=f"one or more of {', '.join(HOSTS)}")
-    package.add_argument("-o", "--output", type=Path, default=Path("dist"), metavar="DIR",
-                         help="folder for the zip files (default: dist)")
-    package.add_argument("--plugins-root", type=Path, help=argparse.SUPPRESS)
-    package.set_defaults(handler=_cmd_package)
-
-    doctor = sub.add_parser("doctor", help="print what realscale finds on this machine")
-    doctor.set_defaults(handler=_cmd_doctor)
 
 
 def _seconds(text: str) -> float:
@@ -117,46 +83,3 @@ def _exit(code: int) -> NoReturn:
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
     os._exit(code)
-
-
-def _cmd_install(args: argparse.Namespace) -> int:
-    from ..install.installer import install
-
-    reports = install(args.host, dest=args.dest, plugins_root=args.plugins_root,
-                      config=args.config, write_config=not args.no_config,
-                      model_dirs=args.model_dir)
-    for report in reports:
-        print(f"Installed the {report.host} plug-in in {report.folder} "
-              f"({len(report.files)} files).")
-        if report.kritarc is not None:
-            print(f"Enabled it in {report.kritarc}.")
-    if reports and reports[0].config is not None:
-        print(f"The worker config {reports[0].config} points at this Python.")
-    print("Restart the host to load the plug-in; `realscale uninstall "
-          f"{args.host}` removes it again.")
-    return EXIT_OK
-
-
-def _cmd_uninstall(args: argparse.Namespace) -> int:
-    from ..install.installer import uninstall
-
-    removed = uninstall(args.host, dest=args.dest)
-    print(f"Removed the {args.host} plug-in ({len(removed)} files).")
-    return EXIT_OK
-
-
-def _cmd_package(args: argparse.Namespace) -> int:
-    from ..install.installer import package
-    from ..install.manifest import load_manifest
-
-    for host in args.hosts:
-        path = package(host, args.output, plugins_root=args.plugins_root)
-        supports = load_manifest(host, args.plugins_root).supports
-        print(f"{path} (supports {supports})" if supports else path)
-    return EXIT_OK
-
-
-def _cmd_doctor(_args: argparse.Namespace) -> int:
-    from ..install.doctor import report
-
-    return EXIT_OK if report() == 0 else 1

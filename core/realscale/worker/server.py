@@ -37,6 +37,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .. import __version__
+from .. import wire as p
 from ..errors import (
     Cancelled,
     ModelError,
@@ -46,7 +47,6 @@ from ..errors import (
     RealscaleError,
 )
 from ..formats.decoded import DEFAULT_MAX_PIXELS
-from . import protocol as p
 from .models import ModelCache
 
 log = logging.getLogger(__name__)
@@ -760,7 +760,7 @@ def serve_tcp(cache: ModelCache, listen: str, config_out: Path | None = None, *,
 
 
 def _write_config(path: Path, address: str, token: str) -> None:
-    from ..install.files import write_json
+    from ..wire import write_json
 
     try:
         write_json(path, {"version": p.CONFIG_VERSION, "address": address, "token": token},
