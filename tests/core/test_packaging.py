@@ -31,4 +31,5 @@ def test_wheel_contents(tmp_path: Path) -> None:
         host = manifest.parent.name
         assert f"realscale/plugins_data/{host}/manifest.json" in names
     assert "realscale/plugins_data/common/realscale_client.py" in names
+    assert "realscale/wire.py" in names, "the protocol module every plug-in vendors"
     assert not [n for n in names if "__pycache__" in n]
