@@ -7,8 +7,10 @@ menu actions themselves: they turn every failure into one readable message box.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
+import time
 import traceback
 
 from . import document as pixels
@@ -79,12 +81,15 @@ def upscale(document=None, settings: Settings | None = None, parent=None):
     worker = client()
     layout = module.PixelLayout(channels=source.channels, depth=source.depth, order=source.order)
 
+    timing = _Timing(source.width * source.height)
+
     def call(progress, cancel):
         with _ClientLock(cancel):
             return worker.upscale(
                 source.data, source.width, source.height, layout,
                 model=settings.model, scale=settings.scale, tile=settings.tile,
-                device=settings.device, progress=progress, cancel=cancel,
+                device=settings.device, precision=settings.wire_precision, download=True,
+                progress=timing.wrap(progress), cancel=cancel,
             )
 
     _busy = True
@@ -92,16 +97,52 @@ def upscale(document=None, settings: Settings | None = None, parent=None):
         result = run_with_progress(worker, call, parent if parent is not None else _window())
     finally:
         _busy = False
-    return pixels.apply(source, result.data, result.width, result.height, settings.scale_label)
+    layer = pixels.apply(source, result.data, result.width, result.height,
+                         settings.scale_label)
+    rate = timing.rate()
+    if rate:
+        stored.remember_rate(
+            stored.rate_key(settings.model, settings.device, settings.wire_precision), rate)
+    return layer
 
 
-def ask_settings(parent=None) -> Settings | None:
+class _Timing:
+    """Input pixels per second of one upscale, from its progress reports: from the first
+    report (the model is loaded by then) to the last, so the worker's start and the model's
+    loading do not count, as they do not in the worker's own measurement."""
+
+    def __init__(self, pixels: int) -> None:
+        self.pixels = pixels
+        self.first = None  # (time, done, total)
+        self.last = None
+
+    def wrap(self, progress):
+        def report(done: int, total: int) -> None:
+            now = time.monotonic()
+            if self.first is None:
+                self.first = (now, done, total)
+            self.last = (now, done, total)
+            if progress is not None:
+                progress(done, total)
+        return report
+
+    def rate(self) -> float:
+        if self.first is None or self.last is None:
+            return 0.0
+        (start, done0, total), (end, done1, _) = self.first, self.last
+        if total <= 0 or done1 <= done0 or end - start < 0.05:
+            return 0.0
+        return self.pixels * (done1 - done0) / total / (end - start)
+
+
+def ask_settings(parent=None, document=None) -> Settings | None:
     """Show the dialog with the last settings; return the chosen ones (saved), or None."""
     from .dialog import UpscaleDialog
     from .qt import run_modal
 
-    dialog = UpscaleDialog(stored.load(), models,
-                           parent if parent is not None else _window())
+    dialog = UpscaleDialog(stored.load(), models, parent if parent is not None else _window(),
+                           source=source_info(document), load_devices=devices,
+                           measure=measure, rates=stored.load_rates())
     try:
         if not run_modal(dialog):
             return None
@@ -110,6 +151,64 @@ def ask_settings(parent=None) -> Settings | None:
         dialog.deleteLater()
     stored.save(chosen)
     return chosen
+
+
+def devices() -> list:
+    """The worker's devices: dicts with name, label, kind, free_bytes, total_bytes, fast."""
+    with _ClientLock(lambda: False):
+        return client().devices()
+
+
+def measure(model: str, device: str, precision: str) -> dict:
+    """The worker's speed for these choices: input pixels per second on a small tile."""
+    with _ClientLock(lambda: False):
+        return client().measure(model, device=device, precision=precision)
+
+
+def source_info(document=None):
+    """What the dialog shows of ``document`` (default: the active one): its size, bytes per
+    pixel and layers, and the machine's memory."""
+    from krita import Krita
+
+    from .dialog import Source
+
+    if document is None:
+        document = Krita.instance().activeDocument()
+    if document is None:
+        return None
+    layout = pixels.LAYOUTS.get((document.colorModel(), document.colorDepth()))
+    pixel_bytes = layout[0] * pixels.BYTES_PER_SAMPLE[layout[1]] if layout else 4
+    return Source(document.width(), document.height(), pixel_bytes,
+                  _count_nodes(document.rootNode()), _physical_memory())
+
+
+def _count_nodes(node) -> int:
+    return sum(1 + _count_nodes(child) for child in node.childNodes())
+
+
+def _physical_memory() -> int:
+    """The machine's memory in bytes, 0 when it cannot be told."""
+    try:
+        if sys.platform == "win32":
+            import ctypes
+
+            class _Status(ctypes.Structure):
+                _fields_ = [("length", ctypes.c_ulong), ("load", ctypes.c_ulong),
+                            ("total", ctypes.c_ulonglong), ("free", ctypes.c_ulonglong),
+                            ("page_total", ctypes.c_ulonglong),
+                            ("page_free", ctypes.c_ulonglong),
+                            ("virtual_total", ctypes.c_ulonglong),
+                            ("virtual_free", ctypes.c_ulonglong),
+                            ("extended", ctypes.c_ulonglong)]
+
+            status = _Status()
+            status.length = ctypes.sizeof(_Status)
+            if ctypes.windll.kernel32.GlobalMemoryStatusEx(ctypes.byref(status)):
+                return int(status.total)
+            return 0
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return 0
 
 
 def models() -> list:
@@ -142,7 +241,7 @@ def upscale_with_dialog(document=None, parent=None):
 
     if document is None and Krita.instance().activeDocument() is None:
         raise PluginError("Open an image first.")
-    chosen = ask_settings(parent)
+    chosen = ask_settings(parent, document)
     if chosen is None:
         return None
     return upscale(document, chosen, parent)

@@ -56,40 +56,137 @@ def watch_messages(ctx):
 
 
 def dialog_values(dialog):
-    count = dialog.model.count()
     return {
-        "model": dialog.model.currentData(),
-        "models": [dialog.model.itemData(i) for i in range(count)],
+        "model": dialog.settings().model,
+        "purpose": dialog.purpose.currentText(),
+        "models": [dialog.model.itemData(i) for i in range(dialog.model.count())],
         "scale": dialog.scale.value(),
         "target": dialog.target.currentData(),
         "tile": dialog.tile.currentData(),
         "device": dialog.device.currentData(),
+        "devices": [[dialog.device.itemData(i), dialog.device.itemText(i)]
+                    for i in range(dialog.device.count())],
+        "precision": dialog.precision.currentData(),
+        "precision_note": dialog.precision_note.text(),
+        "size_line": dialog.size_line.text(),
+        "time_line": dialog.time_line.text(),
+        "warning": dialog.warning.text() if dialog.warning.isVisible() else "",
         "note": dialog.note.text(),
         "title": dialog.windowTitle(),
     }
 
 
-def answer_dialog(ctx, key, values=None):
+def model_groups(dialog):
+    """{purpose label: [(model name, entry text)]}, walking the purpose list as a user would,
+    with the elided texts found at each step; the purpose shown before is chosen again."""
+    groups, elided = {}, []
+    before, model = dialog.purpose.currentIndex(), dialog.model.currentData()
+    for index in range(dialog.purpose.count()):
+        dialog.purpose.setCurrentIndex(index)
+        QApplication.processEvents()
+        groups[dialog.purpose.itemText(index)] = [
+            [dialog.model.itemData(i), dialog.model.itemText(i)]
+            for i in range(dialog.model.count())]
+        elided += elided_texts(dialog)
+    dialog.purpose.setCurrentIndex(before)
+    found = dialog.model.findData(model)
+    if found >= 0:
+        dialog.model.setCurrentIndex(found)
+    QApplication.processEvents()
+    return groups, elided
+
+
+def elided_texts(dialog):
+    """Every text of the dialog that its widget cannot show whole at the current size, by
+    Qt's font metrics: combo box entries against the box's text field (as the style lays
+    it out), one-line labels against their content width, wrapped labels against the height
+    their text needs."""
+    from realscale.qt import QComboBox, QLabel, QStyle, QStyleOptionComboBox
+
+    problems = []
+    for combo in dialog.findChildren(QComboBox):
+        if not combo.isVisible():
+            continue
+        option = QStyleOptionComboBox()
+        combo.initStyleOption(option)
+        field = combo.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, option,
+                                             QStyle.SubControl.SC_ComboBoxEditField, combo)
+        metrics = combo.fontMetrics()
+        for i in range(combo.count()):
+            text = combo.itemText(i)
+            # Qt draws the current text one pixel in from each side of the field.
+            if metrics.horizontalAdvance(text) > field.width() - 2:
+                problems.append([combo.objectName(), text, metrics.horizontalAdvance(text),
+                                 field.width() - 2])
+        view = combo.view()
+        for i in range(combo.count()):
+            text = combo.itemText(i)
+            if metrics.horizontalAdvance(text) > view.viewport().width() and view.isVisible():
+                problems.append([combo.objectName() + " list", text])
+    for label in dialog.findChildren(QLabel):
+        if not label.isVisible() or not label.text():
+            continue
+        text = label.text().replace("&", "")
+        room = label.contentsRect()
+        if label.wordWrap():
+            if label.heightForWidth(label.width()) > label.height():
+                problems.append([label.objectName() or text, text, label.height(),
+                                 label.heightForWidth(label.width())])
+        elif label.fontMetrics().horizontalAdvance(text) > room.width():
+            problems.append([label.objectName() or text, text,
+                             label.fontMetrics().horizontalAdvance(text), room.width()])
+    return problems
+
+
+def choose(dialog, values):
+    """Set the dialog's fields as a user would: the model through its purpose first."""
+    model = values["model"]
+    for index in range(dialog.purpose.count()):
+        dialog.purpose.setCurrentIndex(index)
+        found = dialog.model.findData(model)
+        if found >= 0:
+            dialog.model.setCurrentIndex(found)
+            break
+    else:
+        raise AssertionError(f"the dialog offers no model {model!r}")
+    for name in ("target", "tile", "device", "precision"):
+        if name not in values:
+            continue
+        combo = getattr(dialog, name)
+        index = combo.findData(values[name])
+        if index < 0:
+            raise AssertionError(f"the dialog offers no {name} {values[name]!r}")
+        combo.setCurrentIndex(index)
+    dialog.scale.setValue(values["scale"])
+
+
+def answer_dialog(ctx, key, values=None, wait_measure=False):
     """Once the model list is in: record what the dialog shows, set ``values`` and press
-    Upscale, or press Cancel when ``values`` is None."""
-    state = {"done": False}
+    Upscale, or press Cancel when ``values`` is None. With ``wait_measure``, the texts are
+    recorded (again, as ``key + "_chosen"``) once the worker has timed the chosen settings."""
+    state = {"done": False, "chosen": False}
 
     def handler(dialog):
         if state["done"] or not dialog.models_ready:
             return
-        state["done"] = True
-        ctx.record(key, dialog_values(dialog))
         buttons = dialog.findChild(QDialogButtonBox, "buttons")
-        if values is None:
-            buttons.button(QDialogButtonBox.StandardButton.Cancel).click()
+        if not state["chosen"]:
+            ctx.record(key, dialog_values(dialog))
+            groups, elided = model_groups(dialog)
+            ctx.record(key + "_groups", groups)
+            ctx.record(key + "_elided", elided)
+            if values is None:
+                state["done"] = True
+                buttons.button(QDialogButtonBox.StandardButton.Cancel).click()
+                return
+            choose(dialog, values)
+            state["chosen"] = True
+            state["since"] = time.monotonic()
+        if wait_measure and dialog.measuring and time.monotonic() - state["since"] < 120:
             return
-        for name in ("model", "target", "tile", "device"):
-            combo = getattr(dialog, name)
-            index = combo.findData(values[name])
-            if index < 0:
-                raise AssertionError(f"the dialog offers no {name} {values[name]!r}")
-            combo.setCurrentIndex(index)
-        dialog.scale.setValue(values["scale"])
+        state["done"] = True
+        ctx.record(key + "_chosen", dialog_values(dialog))
+        ctx.record(key + "_chosen_elided", elided_texts(dialog))
         buttons.button(QDialogButtonBox.StandardButton.Ok).click()
 
     ctx.robot.on("realscale_dialog", handler)
@@ -237,7 +334,7 @@ def upscale_matches_cli(ctx):
     ctx.record("enabled", {name: ctx.action(name).isEnabled() for name in (UPSCALE, AGAIN)})
     dialog = answer_dialog(ctx, "dialog_first", {
         "model": p["model"], "scale": 4.0, "target": "layer", "tile": p["tile"],
-        "device": "cpu"})
+        "device": "cpu", "precision": "auto"}, wait_measure=True)
     progress = watch_progress(ctx, {})
     started = time.monotonic()
     ctx.trigger(UPSCALE)
@@ -263,7 +360,7 @@ def upscale_matches_cli(ctx):
     ctx.record("gray8_before", describe(ctx, document))
     answer_dialog(ctx, "dialog_second", {
         "model": p["model"], "scale": 2.0, "target": "canvas", "tile": p["tile"],
-        "device": "cpu"})
+        "device": "cpu", "precision": "exact"})
     ctx.trigger(UPSCALE)
     finished(ctx, document, "gray8", "Visible (Real-ESRGAN x2)")
 
@@ -407,3 +504,45 @@ def installed_by_cli(ctx):
     finished(ctx, document, "rgba8", "Background (Real-ESRGAN x4)")
     ctx.record("message_count", len(messages))
     ctx.record("bindings", bindings())
+
+
+def screenshots(ctx):
+    """For scripts/screenshots/krita.py: the dialog on a real image once the worker has timed
+    the chosen model (dialog.png), then Krita's window with the result layer (result.png)."""
+    p = ctx.params
+    document = ctx.open(p["image"])
+    yield from ctx.ready(document)
+    yield 500
+    state = {"done": False, "chosen": False}
+
+    def handler(dialog):
+        if state["done"] or not dialog.models_ready:
+            return
+        if not state["chosen"]:
+            choose(dialog, {"model": p["model"], "scale": 4.0, "device": "cpu",
+                            "target": "layer", "precision": "auto"})
+            state["chosen"] = True
+            state["since"] = time.monotonic()
+            return
+        if dialog.measuring and time.monotonic() - state["since"] < 120:
+            return
+        state["done"] = True
+        QApplication.processEvents()
+        ctx.record("elided", elided_texts(dialog))
+        ctx.record("dialog", dialog_values(dialog))
+        dialog.grab().save(ctx.path("dialog.png"), "PNG")
+        dialog.findChild(QDialogButtonBox, "buttons").button(
+            QDialogButtonBox.StandardButton.Ok).click()
+
+    ctx.robot.on("realscale_dialog", handler)
+    ctx.trigger(UPSCALE)
+    yield 300
+    window = ctx.window.qwindow()
+    window.showMaximized()
+    yield 1000
+    zoom = ctx.app.action("zoom_to_100pct")
+    if zoom is not None:
+        zoom.trigger()
+    yield 1000
+    window.grab().save(ctx.path("result.png"), "PNG")
+    ctx.record("layers", ctx.layers(document))

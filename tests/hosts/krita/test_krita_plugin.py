@@ -99,15 +99,18 @@ def images(tmp_path_factory) -> Images:
     for names, scale in ((("rgba8", "rgba16"), 4), (("gray8", "gray16"), 2)):
         out = root / f"x{scale}"
         out.mkdir()
-        _cli_upscale([inputs[n] for n in names], out, scale)
+        # The grey images go through the dialog with precision "Exact" (fp32), the colour
+        # ones with "Automatic".
+        _cli_upscale([inputs[n] for n in names], out, scale,
+                     "fp32" if names[0].startswith("gray") else "auto")
         references.update({n: out / f"{n}.png" for n in names})
     return Images(inputs, references)
 
 
-def _cli_upscale(files: list[Path], out: Path, scale: int) -> None:
+def _cli_upscale(files: list[Path], out: Path, scale: int, precision: str = "auto") -> None:
     command = [sys.executable, "-m", "realscale", "upscale", *map(str, files), "-o",
                f"{out}/", "--model", MODEL, "--scale", str(scale), "--tile", str(TILE),
-               "--device", "cpu", "-q"]
+               "--device", "cpu", "--precision", precision, "-q"]
     done = subprocess.run(command, capture_output=True, text=True, env=kh.core_env(),
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr
@@ -340,13 +343,88 @@ def test_float_rgba_through_function_api_matches_cli(main_run, float_references,
 
 
 def test_dialog_remembers_last_settings(main_run) -> None:
+    """Open, choose, run, reopen: the same choices (precision included), and the time
+    estimate from the last run's speed."""
     records = main_run[0].result["records"]
+    chosen = records["dialog_second_chosen"]
     shown = records["dialog_remembered"]
-    assert {k: shown[k] for k in ("model", "scale", "target", "tile", "device")} == {
-        "model": MODEL, "scale": 2.0, "target": "canvas", "tile": TILE, "device": "cpu"}
+    keys = ("model", "purpose", "scale", "target", "tile", "device", "precision")
+    assert {k: shown[k] for k in keys} == {k: chosen[k] for k in keys}
+    assert {k: shown[k] for k in keys if k != "purpose"} == {
+        "model": MODEL, "scale": 2.0, "target": "canvas", "tile": TILE, "device": "cpu",
+        "precision": "exact"}
+    assert re.fullmatch(r"(under a second|about \d+ (s|min)) on this CPU "
+                        r"\((from the last run|measured on a tile just now)\)",
+                        shown["time_line"]), shown
     assert records["dialog_cancel_unchanged"] is True
 
 
+# -- the dialog a person sees (issue 17) ----------------------------------------------------------
+
+
+def _expected_groups() -> dict[str, set[str]]:
+    """The catalogue's models by purpose label, as the dialog should offer them (models the
+    catalogue gives no purpose go under "Other models")."""
+    from realscale import catalogue
+
+    groups: dict[str, set[str]] = {}
+    for entry in catalogue.entries():
+        label = getattr(entry, "purpose_label", None) or "Other models"
+        groups.setdefault(label, set()).add(entry.name)
+    return groups
+
+
+def test_dialog_offers_catalogue_models_by_purpose(main_run) -> None:
+    from realscale import catalogue
+
+    records = main_run[0].result["records"]
+    groups = records["dialog_first_groups"]
+    offered = {label: {name for name, _ in entries} for label, entries in groups.items()
+               if entries}
+    assert offered == _expected_groups(), groups
+    order = [label for label in groups if groups[label]]
+    known = ["Photos and real-world images", "Anime and illustrations", "Video frames, fast"]
+    assert order[: len([k for k in known if k in order])] == [k for k in known if k in order]
+    assert list(groups)[-1] == "A weights file (.pth, .safetensors)"
+    entries = {entry.name: entry for entry in catalogue.entries()}
+    for label, items in groups.items():
+        for name, text in items:
+            entry = entries[name]
+            assert text.startswith(f"{name}  (x{entry.scale}"), (label, text)
+            # A fresh profile has nothing downloaded: every model not built in says so.
+            if entry.embedded:
+                assert "download" not in text, text
+            else:
+                assert re.search(r", download( [0-9.]+ [MG]B)?\)$", text), text
+    first = records["dialog_first"]
+    assert first["model"] == "realesrgan-x4plus", first  # the default, on a fresh profile
+    chosen = records["dialog_first_chosen"]
+    assert chosen["model"] == MODEL and chosen["models"], chosen
+
+
+def test_dialog_texts_are_not_elided(main_run) -> None:
+    """Qt's font metrics of every combo entry and label against its widget's width, in each
+    purpose's model list, at Krita's default font."""
+    records = main_run[0].result["records"]
+    for key in ("dialog_first", "dialog_second", "dialog_remembered"):
+        assert records[key + "_elided"] == [], (key, records[key + "_elided"])
+    for key in ("dialog_first", "dialog_second"):
+        assert records[key + "_chosen_elided"] == [], (key, records[key + "_chosen_elided"])
+
+
+def test_dialog_size_devices_and_precision(main_run) -> None:
+    """The result's size for the real layer, the worker's devices, and the precision line."""
+    records = main_run[0].result["records"]
+    height, width = CROP
+    first, second = records["dialog_first_chosen"], records["dialog_second_chosen"]
+    assert first["size_line"] == f"{width} x {height} -> {width * 4} x {height * 4} px"
+    assert second["size_line"] == f"{width} x {height} -> {width * 2} x {height * 2} px"
+    assert first["warning"] == "" and second["warning"] == ""
+    devices = dict(first["devices"])
+    assert list(devices)[0] == "auto" and devices["cpu"].startswith("CPU"), devices
+    assert first["precision_note"], first
+    assert re.fullmatch(r"((under a second|about \d+ (s|min)) on this CPU \(measured on a tile "
+                        r"just now\))|known after the first run", first["time_line"]), first
 # -- cancel and failures ------------------------------------------------------------------------
 
 
