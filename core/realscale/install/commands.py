@@ -11,7 +11,7 @@ from .hosts import HOSTS
 EXIT_OK = 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     install = sub.add_parser("install", help="install a host plug-in for this user")
     install.add_argument("host", choices=HOSTS)
     install.add_argument("--dest", type=Path, metavar="DIR",

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import NoReturn
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = sub.add_parser(
         "worker", help="serve upscale requests from host plug-ins (stdin/stdout)",
         description="Serve host plug-ins over stdin/stdout (see docs/worker-protocol.md); "
