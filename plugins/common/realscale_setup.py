@@ -38,13 +38,9 @@ if __package__:  # Krita: the plug-in is a package; GIMP, Resolve and tests: a f
 else:
     import realscale_client as _client
 
-try:  # the config lookup moves into realscale_wire; older plug-ins keep it in the client
-    if __package__:
-        from . import realscale_wire as _wire  # type: ignore[attr-defined]
-    else:
-        import realscale_wire as _wire  # type: ignore[no-redef]
-except ImportError:
-    _wire = _client  # type: ignore[assignment]
+_wire: Any = getattr(_client, "wire", _client)
+"""realscale_wire (the framing and config lookup the worker shares) where the client has it;
+older clients hold the config lookup themselves."""
 
 __all__ = [
     "BACKENDS",
@@ -266,12 +262,13 @@ _PROBE = (
 
 
 def candidate_paths(search: Iterable[str] | None = None, *, system: str | None = None,
-                    environ: dict[str, str] | None = None,
-                    home: str | None = None) -> list[tuple[str, str]]:
+                    environ: dict[str, str] | None = None, home: str | None = None,
+                    root: str = "/") -> list[tuple[str, str]]:
     """(path, source) of every Python executable worth asking, best places first.
 
     ``search`` replaces PATH and the usual folders (for tests and the host drivers); the
-    ``system``, ``environ`` and ``home`` arguments let a test lay out another OS's folders."""
+    ``system``, ``environ``, ``home`` and ``root`` (of the system folders) arguments let a
+    test lay out another system's folders."""
     system = system or sys.platform
     environ = dict(os.environ if environ is None else environ)
     home = home or os.path.expanduser("~")
@@ -290,7 +287,7 @@ def candidate_paths(search: Iterable[str] | None = None, *, system: str | None =
     folders = list(search) if search is not None else [
         p for p in environ.get("PATH", "").split(os.pathsep) if p]
     for folder in folders:
-        if system == "darwin" and os.path.normpath(folder) == "/usr/bin":
+        if system == "darwin" and os.path.normpath(folder) == os.path.join(root, "usr", "bin"):
             continue  # Apple's python3 stub is 3.9, and may pop up a developer-tools installer
         for name in names:
             add(os.path.join(folder, name), "PATH")
@@ -302,7 +299,7 @@ def candidate_paths(search: Iterable[str] | None = None, *, system: str | None =
         for base in (os.path.join(local, "Programs", "Python"),
                      environ.get("ProgramFiles") or r"C:\Program Files",
                      environ.get("ProgramFiles(x86)") or r"C:\Program Files (x86)",
-                     environ.get("SystemDrive", "C:") + "\\"):
+                     environ.get("SystemDrive", "C:") + os.sep):
             patterns.append(os.path.join(base, "Python3*", "python.exe"))
         patterns.append(os.path.join(home, "miniconda3", "python.exe"))
         patterns.append(os.path.join(home, "anaconda3", "python.exe"))
@@ -311,11 +308,12 @@ def candidate_paths(search: Iterable[str] | None = None, *, system: str | None =
             home, "AppData", "Roaming")), "uv", "python", "*", "python.exe"))
     else:
         if system == "darwin":
-            patterns += ["/Library/Frameworks/Python.framework/Versions/3.*/bin/python3",
-                         "/opt/homebrew/bin/python3.*", "/opt/homebrew/opt/python@3.*/bin/python3",
-                         "/usr/local/bin/python3.*"]
+            system_places = ["Library/Frameworks/Python.framework/Versions/3.*/bin/python3",
+                             "opt/homebrew/bin/python3.*",
+                             "opt/homebrew/opt/python@3.*/bin/python3", "usr/local/bin/python3.*"]
         else:
-            patterns += ["/usr/bin/python3.*", "/usr/local/bin/python3.*"]
+            system_places = ["usr/bin/python3.*", "usr/local/bin/python3.*"]
+        patterns += [os.path.join(root, place) for place in system_places]
         patterns += [os.path.join(home, ".pyenv", "versions", "*", "bin", "python3"),
                      os.path.join(home, ".local", "share", "uv", "python", "*", "bin", "python3"),
                      os.path.join(home, "miniconda3", "bin", "python3"),
@@ -668,7 +666,7 @@ class SetupJob:
 def _environment() -> dict[str, str]:
     """The host's environment without what breaks another Python (Krita's PYTHONHOME, an
     AppImage's libraries), with pip told never to ask a question."""
-    env = _wire.worker_environment()
+    env = _client.worker_environment()
     env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", PIP_NO_INPUT="1",
                PIP_DISABLE_PIP_VERSION_CHECK="1")
     return env
@@ -789,8 +787,7 @@ def _install(job: SetupJob, plan: Plan, backend: Backend, folder: str,
             "realscale": version, "base_python": python.path,
             "installed": datetime.datetime.now().isoformat(timespec="seconds")}, private=False)
         try:
-            _write_json(config or _wire.config_path(),
-                        {"version": _wire.CONFIG_VERSION, "python": env_python}, private=True)
+            _write_config({"version": _client.CONFIG_VERSION, "python": env_python}, config)
         except OSError as exc:
             if previous is not None:
                 _write_json(os.path.join(folder, RECORD), previous, private=False)
@@ -872,7 +869,8 @@ def _pip_install(job: SetupJob, env_python: str, wheel: str, backend: Backend) -
                        f"({state['bytes'] / 1e6:.0f} MB so far)")
         elif text.startswith(("Collecting ", "Processing ", "Using cached ")):
             state["count"] += 1
-            job.within(state["bytes"] / expected, text.split(" (from")[0])
+            verb, _, what = text.split(" (from")[0].partition(" ")
+            job.within(state["bytes"] / expected, f"{verb} {_short(what)}")
         elif text.startswith("Installing collected packages"):
             job.phase("install", "{} packages".format(len(text.split(":", 1)[1].split(","))))
             job.within(None, job.progress().message)
@@ -884,7 +882,7 @@ def _pip_install(job: SetupJob, env_python: str, wheel: str, backend: Backend) -
         command += ["--extra-index-url", backend.index]
     code, tail = job.execute(command, on_line)
     if code != 0:
-        raise _Stop(_failure(job, "installing", tail, backend))
+        raise _Stop(_failure(job, "installing", tail, backend, env_python))
     if backend.swap:
         old, new = backend.swap
         job.within(None, f"replacing {old} with {new}")
@@ -893,7 +891,7 @@ def _pip_install(job: SetupJob, env_python: str, wheel: str, backend: Backend) -
             code, tail = job.execute([env_python, "-m", "pip", "install", "--progress-bar",
                                       "off", new], on_line)
         if code != 0:
-            raise _Stop(_failure(job, "installing", tail, backend))
+            raise _Stop(_failure(job, "installing", tail, backend, env_python))
 
 
 def _pip_has_raw(env_python: str) -> bool:
@@ -903,10 +901,10 @@ def _pip_has_raw(env_python: str) -> bool:
 
 
 def _short(name: str) -> str:
-    """``numpy-2.5.5-cp312-...whl`` or a URL -> ``numpy 2.5.5``."""
-    base = name.rsplit("/", 1)[-1]
+    """``numpy-2.5.5-cp312-...whl``, its path or URL -> ``numpy 2.5.5``; others unchanged."""
+    base = re.split(r"[/\\]", name)[-1]
     parts = base.split("-")
-    return f"{parts[0]} {parts[1]}" if len(parts) > 2 else base
+    return f"{parts[0]} {parts[1]}" if base.endswith(".whl") and len(parts) > 2 else base
 
 
 def _hello(job: SetupJob, env_python: str) -> str:
@@ -948,14 +946,49 @@ def _last_error(tail: list[str]) -> str:
     return next((line.strip() for line in reversed(tail) if line.strip()), "")
 
 
-def _failure(job: SetupJob, doing: str, tail: list[str], backend: Backend) -> Result:
+def _index_urls(tail: list[str], env_python: str | None) -> list[str]:
+    """The package indexes pip used: from its "Looking in indexes" line, else pip's default."""
+    for line in tail:
+        if line.startswith("Looking in indexes:"):
+            return [url.strip() for url in line.split(":", 1)[1].split(",")]
+    if env_python is None:
+        return []
+    default = _quiet([env_python, "-c", "from pip._internal.models.index import PyPI; "
+                      "print(PyPI.simple_url)"]).strip()
+    return [default] if default else []
+
+
+def _proxied() -> bool:
+    """A proxy is set: a direct connection says nothing about whether pip can reach out."""
+    return any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY",
+                                           "http_proxy", "PIP_PROXY", "ALL_PROXY"))
+
+
+def _unreachable(urls: list[str]) -> bool:
+    """True when no network index among ``urls`` accepts a connection (pip does not always
+    say so: without retries it only reports that it found no versions)."""
+    import socket
+    import urllib.parse
+
+    network = [urllib.parse.urlsplit(u) for u in urls if u.startswith(("http:", "https:"))]
+    for url in network:
+        with contextlib.suppress(OSError, ValueError):
+            port = url.port or (443 if url.scheme == "https" else 80)
+            socket.create_connection((url.hostname or "", port), timeout=5).close()
+            return False
+    return bool(network)
+
+
+def _failure(job: SetupJob, doing: str, tail: list[str], backend: Backend,
+             env_python: str | None = None) -> Result:
     text = "\n".join(tail)
     log = job.log_path
     missing = _MISSING.search(text)
     if _FULL.search(text):
         message = (f"The disk became full while {doing}: free some space (the {backend.label} "
                    f"engine needs {backend.size_text}) or choose a folder on another disk.")
-    elif _NETWORK.search(text):
+    elif _NETWORK.search(text) or (missing and not _proxied() and
+                                   _unreachable(_index_urls(tail, env_python))):
         message = ("pip could not reach the package index: check the internet connection (or "
                    "pip's proxy and index settings), then try again.")
     elif missing:
@@ -1010,11 +1043,11 @@ def engine_info(config: str | None = None, *, ask: bool = True,
                 plugin_version: str | None = None) -> EngineInfo:
     """What the worker config points at; with ``ask``, the engine is started and asked
     (a few seconds). Never raises: problems are in ``message``."""
-    path = config or _wire.config_path()
+    path = config or _client.config_path()
     plugin_version = plugin_version or (wheel_version(bundled_wheel() or "") or None)
     try:
-        settings = _wire.read_config(path)
-    except _client.WorkerError as exc:
+        settings = _client.read_config(path)
+    except (_client.WorkerError, getattr(_wire, "ConfigError", _client.WorkerError)) as exc:
         return EngineInfo(path, message=f"No engine is set up ({exc}).")
     if settings.get("address"):
         return EngineInfo(path, address=str(settings["address"]),
@@ -1059,9 +1092,11 @@ def engine_info(config: str | None = None, *, ask: bool = True,
 def _ask_device(config: str, facts: dict[str, Any]) -> str:
     """The device the worker would use: asked of the worker where it answers ``devices``."""
     client = _client.WorkerClient(config=config)
+    devices = None
     try:
-        devices = client.devices() if hasattr(client, "devices") else None
-        client.status()  # the worker answers hello: it starts
+        client.status()  # the worker starts and answers hello
+        with contextlib.suppress(_client.WorkerError, AttributeError, KeyError):
+            devices = client.devices()  # type: ignore[attr-defined]  # newer clients, workers
     except _client.WorkerError as exc:
         return f"nothing: the worker does not start ({exc})"
     finally:
@@ -1124,6 +1159,15 @@ def _remove_tree(path: str) -> None:
             if attempt == 9:
                 raise
             time.sleep(0.3)
+
+
+def _write_config(config: dict[str, Any], path: str | None) -> None:
+    """The worker config, as ``realscale install`` writes it (realscale_wire's own writer
+    where the client has one)."""
+    if hasattr(_wire, "write_config"):
+        _wire.write_config(config, path or _client.config_path())
+    else:
+        _write_json(path or _client.config_path(), config, private=True)
 
 
 def _write_json(path: str, data: dict[str, Any], *, private: bool) -> None:
