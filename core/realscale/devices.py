@@ -1,4 +1,5 @@
-"""Device and precision choice, and how much memory a tile may use there.
+"""Device and precision choice (the one ``auto`` precision policy of every backend), and how
+much memory a tile may use there.
 
 Importing this module does not import torch: the ONNX Runtime backend runs without it.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -77,18 +79,59 @@ def cpu_has_bf16() -> bool:
     return False
 
 
+HALF_ON = ("cuda", "directml")
+"""Device kinds that run fp16 fast, where ``auto`` picks it."""
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    precision: str
+    """fp32, fp16 or bf16: what the network runs in."""
+    fallback_fp32: bool
+    """Re-run a tile in fp32 when a half-precision result has NaN or inf (``auto`` only)."""
+
+
+def check_precision(precision: str) -> None:
+    """Refuse a precision name that no backend knows."""
+    if precision not in PRECISIONS:
+        msg = f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}"
+        raise DeviceError(msg)
+
+
+def choose_precision(precision: str, device_kind: str, *,
+                     runs: Sequence[str] = ("fp32", "fp16", "bf16"), bf16_accurate: bool = True,
+                     backend: str = "PyTorch") -> PrecisionChoice:
+    """What ``auto`` means, for every backend: fp16 on GPUs that are fast in it (with the fp32
+    retry on NaN: some GPUs overflow), bf16 on a CPU with bfloat16 instructions where the
+    backend runs bf16 and the architecture stays accurate in it (``bf16_accurate``), else
+    fp32 (Apple MPS and CoreML too). An explicit precision is checked against what the
+    backend ``runs`` and the device (``cpu``, ``cuda``, ``mps``, ``directml``, ``coreml``)."""
+    if precision == "auto":
+        if device_kind in HALF_ON and "fp16" in runs:
+            return PrecisionChoice("fp16", True)
+        if device_kind == "cpu" and "bf16" in runs and bf16_accurate and cpu_has_bf16():
+            return PrecisionChoice("bf16", True)  # twice the fp32 rate on these CPUs
+        return PrecisionChoice("fp32", False)
+    if precision not in runs:
+        msg = f"{backend} runs {' or '.join(runs)}, got {precision!r}; use fp32"
+        raise DeviceError(msg)
+    if precision == "fp16" and device_kind == "cpu":
+        others = " or ".join(p for p in runs if p != "fp16")
+        msg = f"fp16 is not supported on the CPU; use --precision {others}"
+        raise DeviceError(msg)
+    return PrecisionChoice(precision, False)
+
+
 def choose(device: str = "auto", precision: str = "auto", *, cpu_bf16: bool = True) -> Placement:
-    """Resolve ``auto``: CUDA, then Apple MPS, then the CPU; fp16 on CUDA, bf16 on a CPU with
-    bfloat16 instructions (unless ``cpu_bf16`` is False: models that bf16 changes visibly,
-    see BF16_ACCURATE in backends/__init__.py), else fp32."""
+    """The torch device and precision: ``auto`` device is CUDA, then Apple MPS, then the CPU;
+    the precision follows ``choose_precision`` (``cpu_bf16``: the architecture's
+    ``bf16_accurate``)."""
     import torch
 
     if device not in DEVICES and not device.startswith("cuda:"):
         msg = f"unknown device {device!r}; use one of {', '.join(DEVICES)} (or cuda:N)"
         raise DeviceError(msg)
-    if precision not in PRECISIONS:
-        msg = f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}"
-        raise DeviceError(msg)
+    check_precision(precision)
     if device == "auto":
         if torch.cuda.is_available():
             device = "cuda"
@@ -103,18 +146,8 @@ def choose(device: str = "auto", precision: str = "auto", *, cpu_bf16: bool = Tr
         msg = "Apple MPS was requested but is not available here; use --device cpu"
         raise DeviceError(msg)
     torch_device = torch.device(device)
-    fallback = False
-    if precision == "auto":
-        if torch_device.type == "cuda":
-            precision, fallback = "fp16", True
-        elif torch_device.type == "cpu" and cpu_bf16 and cpu_has_bf16():
-            precision, fallback = "bf16", True  # twice the fp32 rate on these CPUs
-        else:
-            precision = "fp32"
-    if precision == "fp16" and torch_device.type == "cpu":
-        msg = "fp16 is not supported on the CPU; use --precision fp32 or bf16"
-        raise DeviceError(msg)
-    return Placement(torch_device, precision, fallback)
+    choice = choose_precision(precision, torch_device.type, bf16_accurate=cpu_bf16)
+    return Placement(torch_device, choice.precision, choice.fallback_fp32)
 
 
 def free_memory(device: torch.device) -> int:

@@ -51,6 +51,11 @@ def _leaks(path: Path) -> list[str]:
         elif isinstance(node, ast.Import):
             found += [f"{node.lineno}: imports {alias.name}" for alias in node.names
                       if any(f"architectures.{folder}" in alias.name for folder in FOLDERS)]
+        elif isinstance(node, ast.Attribute) and node.attr in FOLDERS:
+            owner = node.value
+            owner_name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
+            if owner_name == "architectures":
+                found.append(f"{node.lineno}: reaches architectures.{node.attr}")
     return found
 
 
@@ -80,12 +85,15 @@ def test_the_check_finds_a_leak(tmp_path: Path) -> None:
     bad.write_text('"""Mentions RRDBNet in a docstring, which is fine."""\n'
                    "from realscale.architectures.rrdbnet.strips import tail_strips\n"
                    "from realscale.architectures import compact\n"
+                   "from realscale import architectures\n"
                    "def f(model):\n"
+                   "    architectures.rrdbnet.ARCH.bf16_accurate\n"
                    "    return model.architecture == 'RRDBNet'\n")
     found = _leaks(bad)
     assert any("imports architectures.rrdbnet" in item for item in found), found
     assert any("imports architectures.compact" in item for item in found), found
     assert any("'RRDBNet'" in item for item in found), found
+    assert any("reaches architectures.rrdbnet" in item for item in found), found
     assert not any(item.startswith("1:") for item in found), found
 
 

@@ -37,6 +37,28 @@ def test_auto_is_bf16_only_where_it_is_accurate(monkeypatch, compact) -> None:
     assert Upscaler(compact, device="cpu").precision == "fp32"
 
 
+def test_one_auto_policy_for_both_backends(monkeypatch, compact) -> None:
+    """``auto`` is decided once (devices.choose_precision) for torch and ONNX Runtime alike:
+    on a bf16 CPU torch runs the compact net in bf16, ONNX Runtime (no bf16) in fp32; fp16
+    on the CPU is refused by both with the precisions each backend does run."""
+    from realscale import DeviceError, backends
+    from realscale.devices import choose_precision
+
+    monkeypatch.setenv("REALSCALE_CPU_BF16", "1")
+    assert choose_precision("auto", "cuda").precision == "fp16"
+    assert choose_precision("auto", "directml", runs=("fp32", "fp16")).fallback_fp32
+    assert choose_precision("auto", "mps").precision == "fp32"
+    assert choose_precision("auto", "cpu", bf16_accurate=False).precision == "fp32"
+    arrays = backends.load_model("realesr-animevideov3", "onnxruntime")
+    assert Upscaler(arrays, device="cpu", backend="onnxruntime").precision == "fp32"
+    with pytest.raises(DeviceError, match=r"not supported on the CPU; use --precision fp32$"):
+        Upscaler(arrays, device="cpu", precision="fp16", backend="onnxruntime")
+    with pytest.raises(DeviceError, match="use --precision fp32 or bf16$"):
+        Upscaler(compact, device="cpu", precision="fp16")
+    with pytest.raises(DeviceError, match="ONNX Runtime runs fp32 or fp16, got 'bf16'"):
+        Upscaler(arrays, device="cpu", precision="bf16", backend="onnxruntime")
+
+
 def test_bf16_stays_within_2_of_fp32(compact) -> None:
     """The bar for running a model in bf16 under ``auto``: the 99.9th percentile of the
     8-bit difference to fp32 at most 2/255 on each real crop."""

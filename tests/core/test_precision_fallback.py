@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from helpers import rgb_crop
-from realscale import Upscaler, devices, engine, load_model
+from realscale import Upscaler, devices, load_model
+from realscale.backends import torch as engine
 
 
 def test_nan_in_half_precision_falls_back_to_fp32(monkeypatch) -> None:

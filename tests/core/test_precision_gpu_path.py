@@ -13,7 +13,7 @@ import torch
 
 from helpers import assert_close_u8, rgb_crop
 from realscale import devices, load_model
-from realscale.engine import Engine
+from realscale.backends.torch import TorchEngine
 from realscale.upscale import BORDER, _reflect_pad
 
 CPU = torch.device("cpu")
@@ -31,7 +31,7 @@ def compact():
 def test_micro_batches_equal_single_tiles(compact) -> None:
     tiles = np.stack([rgb_crop("00003.png", 24, 10 * i, 15 * i) for i in range(5)])
     tiles = tiles.astype(np.float32) / 255
-    engine = Engine(compact, devices.Placement(CPU, "fp32", False), max_batch=2)
+    engine = TorchEngine(compact, devices.Placement(CPU, "fp32", False), max_batch=2)
     assert engine.batch_size(24, 24, 5) == 2
     together = engine.run(tiles)
     alone = np.concatenate([engine.run(tile[None]) for tile in tiles])
@@ -45,8 +45,8 @@ def test_half_precision_channels_last_matches_fp32() -> None:
     model = load_model("realesrgan-x4plus-anime")
     tile = _reflect_pad(rgb_crop("00003.png", 32, 40, 60).astype(np.float32) / 255, BORDER,
                         0, 0)[None]
-    fp32 = Engine(model, devices.Placement(CPU, "fp32", False)).run(tile)
-    half = Engine(model, devices.Placement(CPU, "fp16", True, channels_last=True))
+    fp32 = TorchEngine(model, devices.Placement(CPU, "fp32", False)).run(tile)
+    half = TorchEngine(model, devices.Placement(CPU, "fp16", True, channels_last=True))
     assert half.channels_last and half.precision == "fp16"
     out = half.run(tile)
     assert half.precision == "fp16", "no NaN/inf, so no fall back to fp32"
@@ -57,11 +57,11 @@ def test_half_precision_channels_last_matches_fp32() -> None:
 def test_buckets_give_few_shapes_and_keep_the_top_left(compact) -> None:
     """Bucketed tiles run at a multiple of the step and are cut back; the output is unchanged
     wherever the network cannot see the padding (beyond its reach from the bottom/right)."""
-    engine = Engine(compact, devices.Placement(CPU, "fp32", False), bucket=32)
+    engine = TorchEngine(compact, devices.Placement(CPU, "fp32", False), bucket=32)
     assert engine.padded_shape(40, 70) == (64, 96)
     assert engine.padded_shape(64, 64) == (64, 64)
     tile = rgb_crop("00003.png", 40, 0, 0)[None, :, :37].astype(np.float32) / 255
-    plain = Engine(compact, devices.Placement(CPU, "fp32", False)).run(tile)
+    plain = TorchEngine(compact, devices.Placement(CPU, "fp32", False)).run(tile)
     bucketed = engine.run(tile)
     assert bucketed.shape == plain.shape == (1, 160, 148, 3)
     reach = 4 * (compact.tile_context + 1)  # output pixels

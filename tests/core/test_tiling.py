@@ -148,7 +148,7 @@ def test_progress_and_cancel_within_one_tile(compact) -> None:
 
 
 def test_auto_tile_comes_from_free_memory(compact, monkeypatch) -> None:
-    from realscale import engine
+    from realscale.backends import torch as engine
 
     upscaler = Upscaler(compact, device="cpu")
     monkeypatch.setattr(engine, "free_memory", lambda device: 64 << 30)
@@ -161,7 +161,7 @@ def test_auto_tile_comes_from_free_memory(compact, monkeypatch) -> None:
 def test_cpu_tile_ceilings(compact, monkeypatch) -> None:
     """With memory to spare, CPU tiles stop at 512 px for the compact net (2.3 output copies
     at 4000x3000 x4, bench/worker_memory.py) and 1024 px for RRDBNet (its 64 px context)."""
-    from realscale import engine
+    from realscale.backends import torch as engine
 
     monkeypatch.setattr(engine, "free_memory", lambda device: 64 << 30)
     assert Upscaler(compact, device="cpu").plan().tile == 512

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from realscale import devices, load_model
-from realscale.engine import Engine
+from realscale.backends.torch import TorchEngine
 
 pytest.importorskip("torch._inductor", reason="this torch has no inductor")
 
@@ -25,8 +25,8 @@ def test_compiled_graph_is_reused_and_exact(tmp_path, monkeypatch) -> None:
     counters.clear()
     model = load_model("realesr-animevideov3")
     placement = devices.Placement(torch.device("cpu"), "fp32", False)
-    compiled = Engine(model, placement, compile=True)
-    eager = Engine(model, placement)
+    compiled = TorchEngine(model, placement, compile=True)
+    eager = TorchEngine(model, placement)
     rng = np.random.default_rng(0)
     tiles = [rng.random((1, 40, 52, 3), dtype=np.float32) for _ in range(3)]
     for tile in tiles:

@@ -1,4 +1,4 @@
-"""Backends that run a model on tiles: PyTorch (``engine.py``) and ONNX Runtime (``ort.py``).
+"""Backends that run a model on tiles: PyTorch (``torch.py``) and ONNX Runtime (``ort.py``).
 
 Both give a ``TileEngine``: ``run(batch NHWC float32) -> NHWC float32``, ``precision``,
 ``auto_tile``. ``auto`` picks torch when it is installed, else ONNX Runtime, so a worker in a
@@ -90,11 +90,11 @@ def create_engine(
             )
             raise RealscaleError(msg)
         from .. import devices
-        from ..engine import Engine
+        from .torch import TorchEngine
 
         placement = devices.choose(device, precision,
                                    cpu_bf16=architectures.get(model.architecture).bf16_accurate)
-        return Engine(model, placement)
+        return TorchEngine(model, placement)
     from .ort import OrtEngine
 
     return OrtEngine(model, device=device, precision=precision)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import architectures
 from ..descriptor import ModelDescriptor
-from ..devices import available_ram
+from ..devices import available_ram, choose_precision
 from ..errors import DeviceError
 from .base import TileEngine
 
@@ -28,6 +28,8 @@ PROVIDERS = {
 }
 """realscale's device names for ONNX Runtime's execution providers, in ``auto`` order."""
 DEVICE_ALIASES = {"dml": "directml", "mps": "coreml"}
+RUNS = ("fp32", "fp16")
+"""The precisions the graphs are built in."""
 GPU_BUDGET = 6 << 30
 """Memory taken as free on a GPU provider (ONNX Runtime cannot say how much is);
 ``REALSCALE_ORT_GPU_BYTES`` overrides it."""
@@ -99,18 +101,10 @@ class OrtEngine(TileEngine):
 
     def _start(self, name: str, precision: str) -> None:
         self.kind = name
-        self.fallback = False
-        if precision == "auto":
-            # Half precision on GPUs (with the fp32 retry on NaN); the CPU provider has no fast
-            # fp16 convolutions, and CoreML picks its own precision.
-            precision = "fp16" if name in ("cuda", "directml") else "fp32"
-            self.fallback = precision == "fp16"
-        elif precision not in ("fp32", "fp16"):
-            msg = f"ONNX Runtime runs fp32 or fp16, got {precision!r}; use fp32"
-            raise DeviceError(msg)
-        if precision == "fp16" and name == "cpu":
-            msg = "fp16 is not supported on the CPU; use --precision fp32"
-            raise DeviceError(msg)
+        # Half precision on GPUs (with the fp32 retry on NaN); the CPU provider has no fast
+        # fp16 convolutions and no bf16, and CoreML picks its own precision.
+        choice = choose_precision(precision, name, runs=RUNS, backend="ONNX Runtime")
+        precision, self.fallback = choice.precision, choice.fallback_fp32
         if self._file:
             # An .onnx file from `realscale export-onnx` runs in the precision it was written in.
             precision, self.fallback = _file_precision(self.model.source), False
