@@ -406,3 +406,56 @@ def test_impossible_output_size_is_one_line_and_the_batch_goes_on(tmp_path: Path
     assert len(lines) == 1 and "large.png" in lines[0] and "400x400" in lines[0], lines
     assert [p.name for p in out.iterdir()] == ["small.png"]
     assert Image.open(out / "small.png").size == (80, 80)
+
+
+def _engine_help(command: str) -> list[str]:
+    """The engine options' lines of a command's --help (from --tile to --download)."""
+    text = realscale(command, "--help").stdout
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("--tile"))
+    end = next(i for i, line in enumerate(lines) if line.strip().startswith("--download"))
+    return [line.strip() for line in lines[start : end + 2]]
+
+
+def test_upscale_and_video_share_the_engine_options_and_the_tile_check(
+        tmp_path: Path, small_png: Path) -> None:
+    # The same flags and help, after each command's own default model.
+    assert len(_engine_help("upscale")) >= 6
+    assert _engine_help("upscale") == _engine_help("video")
+    assert "--precision {auto,fp32,fp16,bf16}" in realscale("video", "--help").stdout
+    clip = data_file("realesrgan-inputs", "video", "onepiece_demo.mp4")
+    for tile in ("8", "big", "-16"):
+        for command in (["upscale", str(small_png), "-o", str(tmp_path / "o.png")],
+                        ["video", str(clip), "-o", str(tmp_path / "o.mov")]):
+            done = realscale(*command, f"--tile={tile}", "--model", MODEL)
+            assert done.returncode == 2, done.stderr
+            assert done.stderr.strip().splitlines()[-1].endswith(
+                "argument --tile: the tile size must be auto or a whole number of at least 16 "
+                f"pixels, got {tile!r}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+def test_check_tile_and_engine_options() -> None:
+    from realscale.errors import RealscaleError
+    from realscale.options import EngineOptions, check_tile
+    from realscale.tiling import MIN_TILE
+
+    assert check_tile("auto") == "auto" and check_tile(MIN_TILE) == MIN_TILE
+    assert check_tile(" 64 ") == 64
+    for bad in (MIN_TILE - 1, "0", 0, True, 32.0, None, "auto ", "AUTO"):
+        with pytest.raises(RealscaleError, match="auto or a whole number of at least 16"):
+            check_tile(bad)
+    # A request: missing fields are auto, "auto" is the tile's one spelling (0 was protocol
+    # 1's), and a wrong field is named.
+    assert EngineOptions.from_request({"model": "m"}) == EngineOptions(model="m")
+    assert EngineOptions.from_request({"model": "m", "tile": 32, "device": "cuda:1",
+                                       "precision": "bf16", "download": True}) == \
+        EngineOptions(model="m", device="cuda:1", precision="bf16", tile=32, download=True)
+    assert EngineOptions.from_request({"tile": 0}).tile == "auto"
+    for request, field in (({"tile": "32"}, "'tile'"), ({"precision": "half"}, "'precision'"),
+                           ({"backend": "tensorrt"}, "'backend'"), ({"device": 0}, "'device'"),
+                           ({"download": "yes"}, "'download'"), ({"model": 3}, "'model'")):
+        with pytest.raises(RealscaleError, match=field):
+            EngineOptions.from_request(request)
+    with pytest.raises(RealscaleError, match="at least 16"):
+        EngineOptions(tile=8)

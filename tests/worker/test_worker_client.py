@@ -166,7 +166,7 @@ def test_models_and_bad_requests_come_back_as_worker_errors(
     job["tile"] = 3
     report = drive("expect_error", {"config": str(worker_config), "job": job})
     assert report["class"] == "WorkerError"
-    assert "'tile' must be 0 (auto) or at least 16" in report["message"]
+    assert "'tile' must be \"auto\" or a whole number of at least 16" in report["message"]
 
 
 def test_a_stopped_worker_is_ended_after_a_cancel_and_the_next_call_starts_anew(

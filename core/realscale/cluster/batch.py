@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..errors import RealscaleError
 from ..options import EngineOptions
@@ -115,9 +115,12 @@ def _write(target: Path, result: FileResult, fmt: str | None) -> str | None:
         return result.error
     data = result.data
     assert data is not None
+
+    def write(handle: BinaryIO) -> None:
+        handle.write(data)
+
     try:
-        write_atomically(str(target), lambda handle: handle.write(data),
-                         output_format(target, fmt))
+        write_atomically(str(target), write, output_format(target, fmt))
     except RealscaleError as exc:
         return str(exc)
     return None

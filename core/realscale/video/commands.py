@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..cluster.options import add_ray_arguments, ray_options
@@ -21,7 +22,7 @@ from ..options import EngineOptions, add_engine_arguments
 from .codecs import CODECS
 
 if TYPE_CHECKING:
-    from ..upscale import CancelToken
+    from ..upscale import CancelToken, Upscaler
     from .pipeline import FrameUpscaler, Progress
     from .plan import Plan
 
@@ -112,7 +113,8 @@ def run_command(args: argparse.Namespace) -> int:
             if cluster is not None:
                 from ..cluster.video import cluster_upscaler
 
-                upscaler: FrameUpscaler = stack.enter_context(cluster_upscaler(args))
+                upscaler: Upscaler | FrameUpscaler = stack.enter_context(
+                    cluster_upscaler(args))
             else:
                 upscaler = engine.upscaler(DEFAULT_MODEL)
             result = upscale_video(job, upscaler, progress=report.progress, cancel=token,
@@ -227,10 +229,10 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def _cancel_on_signals(token: CancelToken, *, watch_stdin: bool) -> Any:
+def _cancel_on_signals(token: CancelToken, *, watch_stdin: bool) -> Callable[[], None]:
     """SIGTERM (and, for programs, a 'cancel' line on stdin) cancel cleanly: the pipeline
     stops, removes its temporary output and the command exits 130."""
-    previous: Any = None
+    previous: signal._HANDLER = None
     installed = False
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
         previous = signal.signal(signal.SIGTERM, lambda *_: token.cancel())

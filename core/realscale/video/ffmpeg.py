@@ -35,7 +35,7 @@ def executable() -> str:
             raise VideoError(msg)
         return override
     try:
-        import imageio_ffmpeg  # type: ignore[import-untyped]
+        import imageio_ffmpeg
     except ImportError:
         found = shutil.which("ffmpeg")
         if found:

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import platform
 import secrets
 import select
 import socket
@@ -29,10 +30,10 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -47,7 +48,11 @@ from ..errors import (
     RealscaleError,
 )
 from ..formats.decoded import DEFAULT_MAX_PIXELS
+from ..options import EngineOptions
 from .models import ModelCache
+
+if TYPE_CHECKING:
+    from ..upscale import CancelToken, Upscaler
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +131,8 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _options(request: dict[str, Any], width: int, height: int) -> tuple[str, float | None, int]:
-    """The request's model, scale and tile, checked before its pixel data is taken in."""
+def _engine(request: dict[str, Any]) -> EngineOptions:
+    """The request's engine options (model, device, precision, backend, tile, download)."""
     model = request.get("model")
     if not isinstance(model, str) or not model.strip():
         msg = f"'model' must name a catalogue model or a weights file, got {_shown(model)}"
@@ -135,6 +140,16 @@ def _options(request: dict[str, Any], width: int, height: int) -> tuple[str, flo
     if len(model) > 4096:
         msg = f"'model' is {len(model)} characters long; a model name or path has fewer"
         raise RequestError(msg)
+    try:
+        return EngineOptions.from_request(request)
+    except RealscaleError as exc:
+        raise RequestError(str(exc)) from None
+
+
+def _options(request: dict[str, Any], width: int, height: int,
+             ) -> tuple[EngineOptions, float | None]:
+    """The request's engine options and scale, checked before its pixel data is taken in."""
+    engine = _engine(request)
     scale = request.get("scale")
     factor: float | None = None
     if scale is not None:
@@ -148,11 +163,7 @@ def _options(request: dict[str, Any], width: int, height: int) -> tuple[str, flo
             msg = f"'scale' must be above 0 (or null: the model's own), got {_shown(scale)}"
             raise RequestError(msg)
         _check_output(width, height, factor)
-    tile = request.get("tile", 0)
-    if not isinstance(tile, int) or isinstance(tile, bool) or (tile != 0 and tile < 16):
-        msg = f"'tile' must be 0 (auto) or at least 16, got {_shown(tile)}"
-        raise RequestError(msg)
-    return model, factor, tile
+    return engine, factor
 
 
 def _check_output(width: int, height: int, factor: float) -> None:
@@ -180,7 +191,7 @@ def to_working(buffer: np.ndarray, request: dict[str, Any]) -> np.ndarray:
     return image.astype(_WORK[depth], copy=False)
 
 
-def result_bands(image: np.ndarray, depth: str, order: str) -> Any:
+def result_bands(image: np.ndarray, depth: str, order: str) -> Iterator[memoryview]:
     """The result as wire bytes, a band of rows at a time (no second full-size copy)."""
     height, width, channels = image.shape
     row_bytes = width * channels * _DTYPES[depth].itemsize
@@ -203,8 +214,133 @@ def peak_rss() -> int | None:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
+# -- what the hosts' dialogs ask: models by purpose, devices, speed ---------------------
+
+MEASURE_SIDE = 64
+"""Side of the square input ``measure`` times (after one warm-up run)."""
+MEASURE_SECONDS = 0.3
+"""``measure`` repeats its timed run until this much time has passed (at most 8 runs)."""
+
+
+def _with_purpose(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The models reply's rows with what a dialog groups and warns by: ``purpose`` and
+    ``purpose_label`` (null for a user's weights file), and ``download_bytes`` for a
+    catalogue model not on disk yet (null when the catalogue gives no size)."""
+    from .. import catalogue
+
+    entries = {entry.name: entry for entry in catalogue.entries()}
+    for row in rows:
+        entry = entries.get(row["name"])
+        # getattr: CatalogueEntry.purpose and purpose_label are being added (issue 17).
+        row["purpose"] = getattr(entry, "purpose", None)
+        row["purpose_label"] = getattr(entry, "purpose_label", None)
+        if entry is not None and not row.get("available"):
+            sizes = [source.size for source in entry.sources
+                     if isinstance(source, catalogue.UrlSource)]
+            row["download_bytes"] = sizes[0] if sizes else None
+    return rows
+
+
+def list_devices() -> list[dict[str, Any]]:
+    """The devices a request may name, for a dialog: the CPU, then each CUDA GPU and Apple's
+    GPU where torch can use them (the ONNX Runtime backend alone runs on the CPU here)."""
+    devices = [_cpu_device()]
+    try:
+        import torch
+    except ImportError:
+        return devices
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            # mem_get_info opens a CUDA context on that GPU, as the first upscale would.
+            free, total = torch.cuda.mem_get_info(index)
+            devices.append({"name": f"cuda:{index}", "label": torch.cuda.get_device_name(index),
+                            "kind": "cuda", "free_bytes": int(free), "total_bytes": int(total),
+                            "fast": "fp16"})
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        recommended = getattr(torch.mps, "recommended_max_memory", None)
+        total_mps = int(recommended()) if recommended is not None else None
+        free_mps = (total_mps - int(torch.mps.current_allocated_memory())
+                    if total_mps is not None else None)
+        devices.append({"name": "mps", "label": "Apple GPU (Metal)", "kind": "mps",
+                        "free_bytes": free_mps, "total_bytes": total_mps, "fast": "fp16"})
+    return devices
+
+
+def _cpu_device() -> dict[str, Any]:
+    import importlib.util
+
+    from ..devices import cpu_has_bf16
+
+    try:
+        cores = len(os.sched_getaffinity(0))  # what this process may use
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    free, total = _ram()
+    # bf16 is fast where the CPU has bfloat16 instructions and torch runs the model: auto
+    # picks it there (the ONNX Runtime backend stays in fp32 on CPUs).
+    fast = "bf16" if importlib.util.find_spec("torch") is not None and cpu_has_bf16() else None
+    return {"name": "cpu", "label": f"CPU ({_cpu_name()}, {cores} cores)", "kind": "cpu",
+            "free_bytes": free, "total_bytes": total, "fast": fast}
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    if sys.platform == "darwin":
+        import subprocess
+
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            name = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"],
+                                  capture_output=True, text=True, timeout=5).stdout.strip()
+            if name:
+                return name
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _ram() -> tuple[int | None, int | None]:
+    """(available, total) bytes of RAM, None where the system does not say."""
+    found: dict[str, int] = {}
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                key, _, value = line.partition(":")
+                if key in ("MemAvailable", "MemTotal"):
+                    found[key] = int(value.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    total = found.get("MemTotal")
+    if total is None:
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            total = int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    return found.get("MemAvailable"), total
+
+
+def measure_rate(upscaler: Upscaler, token: CancelToken) -> float:
+    """Input pixels per second of ``upscaler`` on a small square, timed after a warm-up run
+    (which pays for the first-call costs: kernel choice, memory pools)."""
+    side = MEASURE_SIDE
+    rows, columns = np.indices((side, side))
+    image = np.stack([rows * 4 + columns, rows * 3, columns * 5], axis=-1).astype(np.uint8)
+    upscaler.upscale(image, cancel=token)
+    runs = 0
+    started = time.perf_counter()
+    elapsed = 0.0
+    while runs < 8 and (runs == 0 or elapsed < MEASURE_SECONDS):
+        upscaler.upscale(image, cancel=token)
+        runs += 1
+        elapsed = time.perf_counter() - started
+    return runs * side * side / max(elapsed, 1e-9)
+
+
 def _error(request_id: Any, kind: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "id": request_id, "kind": kind, "message": message}
+    return p.error_message(request_id, kind, message)
 
 
 # -- one session ------------------------------------------------------------------------
@@ -227,6 +363,20 @@ def _small_id(request_id: Any) -> Any:
     return request_id if size <= MAX_ID else None
 
 
+Work = Callable[["CancelToken"], tuple[dict[str, Any], Iterator[memoryview] | None]]
+"""What a job thread runs: the reply, and the pixel data that follows it (if any)."""
+
+
+@dataclass
+class Job:
+    """A request that runs in the job thread (an upscale or a measure), so that the session
+    reads a ``cancel`` for it meanwhile."""
+
+    request_id: Any
+    thread: threading.Thread
+    token: CancelToken
+
+
 class Session:
     """Serves one stream until it ends."""
 
@@ -240,8 +390,8 @@ class Session:
         self.token = token
         self.write_lock = threading.Lock()
         self.upload: Upload | None = None
-        self.job: tuple[Any, threading.Thread, Any] | None = None
-        """(request id, thread, CancelToken) of the upscale that is running."""
+        self.job: Job | None = None
+        """The upscale or measure that is running."""
         self.thread: threading.Thread | None = None
         """The last job thread, until it has ended (it still sends after ``job`` is None)."""
         self.broken = False
@@ -254,7 +404,7 @@ class Session:
 
     # writing ----------------------------------------------------------------------------
 
-    def send(self, message: dict[str, Any], bands: Any = None) -> None:
+    def send(self, message: dict[str, Any], bands: Iterator[memoryview] | None = None) -> None:
         """Send one reply whole; one that cannot be framed becomes an error reply instead,
         so the session never goes silent."""
         try:
@@ -262,7 +412,7 @@ class Session:
         except (TypeError, ValueError) as exc:
             log.warning("a %s reply could not be framed (%s)", message.get("type"), exc)
             frame = p.pack_json(_error(
-                _small_id(message.get("id")), "error",
+                _small_id(message.get("id")), p.E_ERROR,
                 f"The worker's {message.get('type')} reply would be larger than a message may "
                 f"be ({p.MAX_JSON} bytes), so it was not sent."))
             bands = None
@@ -299,14 +449,14 @@ class Session:
         try:
             if self.token is not None and not self._authenticate():
                 return
-            self.send({"type": "hello", "protocol": p.PROTOCOL_VERSION,
+            self.send({"type": p.HELLO, "protocol": p.PROTOCOL_VERSION,
                        "realscale": __version__, "pid": os.getpid()})
             while True:
                 try:
                     kind, length = self.reader.next_header()
                 except p.FrameError as exc:
                     self._abandon_upload()
-                    self.error(None, "protocol", f"Bad frame: {exc}.")
+                    self.error(None, p.E_PROTOCOL, f"Bad frame: {exc}.")
                     continue
                 if kind == p.KIND_DATA:
                     self._data(length)
@@ -315,19 +465,19 @@ class Session:
                     message = p.decode_json(self.reader.read_payload(length))
                 except p.FrameError as exc:
                     self._abandon_upload()
-                    self.error(None, "protocol", f"Bad message: {exc}.")
+                    self.error(None, p.E_PROTOCOL, f"Bad message: {exc}.")
                     continue
                 try:
                     self._message(message)
                 except Exception as exc:  # a bug: answer it, never end the worker over it
                     log.exception("a %s request failed", message.get("type"))
-                    reply = _error(_small_id(message.get("id")), "internal",
+                    reply = _error(_small_id(message.get("id")), p.E_INTERNAL,
                                    f"The worker failed unexpectedly ({type(exc).__name__}).")
                     reply["detail"] = traceback.format_exc()
                     self.send(reply)
         except ReadTimeout as exc:
             if exc.kind == "idle":
-                self.error(None, "timeout",
+                self.error(None, p.E_TIMEOUT,
                            f"The realscale worker closed this connection after "
                            f"{self.idle_timeout:g} seconds without a request.")
         except EOFError:
@@ -340,16 +490,16 @@ class Session:
         try:
             message = self.reader.next_message()
         except ReadTimeout:
-            self.error(None, "auth", "The realscale worker closed the connection: no token "
+            self.error(None, p.E_AUTH, "The realscale worker closed the connection: no token "
                                      f"came within {self.auth_timeout:g} seconds.")
             return False
         except (p.FrameError, EOFError):
             message = {}
-        token = message.get("token") if message.get("type") == "auth" else None
+        token = message.get("token") if message.get("type") == p.AUTH else None
         if isinstance(token, str) and hmac.compare_digest(token.encode(), self.token.encode()):
             self.authenticated = True
             return True
-        self.error(_small_id(message.get("id")), "auth",
+        self.error(_small_id(message.get("id")), p.E_AUTH,
                    "The realscale worker refused the connection: wrong or missing token.")
         return False
 
@@ -357,40 +507,44 @@ class Session:
         mtype, request_id = message["type"], message.get("id")
         if self.upload is not None and self.upload.received >= 0:
             missing = self.upload.buffer.size - self.upload.received
-            self.error(self.upload.request.get("id"), "bad_request",
+            self.error(self.upload.request.get("id"), p.E_BAD_REQUEST,
                        f"The request's pixel data was {missing} bytes short.")
         self.upload = None
         if _small_id(request_id) is None and request_id is not None:
-            self.error(None, "bad_request",
+            self.error(None, p.E_BAD_REQUEST,
                        f"A request's 'id' may take at most {MAX_ID} bytes of JSON; this "
                        f"{mtype} request's id is longer, so it was not served.")
-            if mtype == "upscale":
+            if mtype == p.UPSCALE:
                 self._discard(message.get("bytes"))
             return
-        if mtype == "cancel":
-            if self.job is not None and self.job[0] == request_id:
-                self.job[2].cancel()
+        if mtype == p.CANCEL:
+            if self.job is not None and self.job.request_id == request_id:
+                self.job.token.cancel()
             return  # a cancel for a finished request needs no answer
-        if mtype == "ping":
-            self.send({"type": "pong", "id": request_id})
-        elif mtype == "models":
+        if mtype == p.PING:
+            self.send({"type": p.PONG, "id": request_id})
+        elif mtype == p.MODELS:
             self._reply_models(request_id)
-        elif mtype == "status":
-            self.send({"type": "status", "id": request_id, "pid": os.getpid(),
+        elif mtype == p.STATUS:
+            self.send({"type": p.STATUS, "id": request_id, "pid": os.getpid(),
                        "peak_rss": peak_rss(), "loaded": self.cache.loaded(),
                        "busy": self.job is not None, "realscale": __version__})
-        elif mtype == "upscale":
+        elif mtype == p.UPSCALE:
             self._start_upload(message)
+        elif mtype == p.DEVICES:
+            self.send({"type": p.DEVICES, "id": request_id, "devices": list_devices()})
+        elif mtype == p.MEASURE:
+            self._start_measure(message)
         else:
-            self.error(request_id, "bad_request", f"Unknown request type {_shown(mtype)}.")
+            self.error(request_id, p.E_BAD_REQUEST, f"Unknown request type {_shown(mtype)}.")
 
     def _reply_models(self, request_id: Any) -> None:
         try:
-            models = self.cache.catalogue()
+            models = _with_purpose(self.cache.catalogue())
         except RealscaleError as exc:
-            self.error(request_id, "model", str(exc))
+            self.error(request_id, p.E_MODEL, str(exc))
             return
-        self.send({"type": "models", "id": request_id, "models": models})
+        self.send({"type": p.MODELS, "id": request_id, "models": models})
 
     def _discard(self, size: Any) -> None:
         """Skip the pixel data of a refused request, so the stream stays in step."""
@@ -406,22 +560,23 @@ class Session:
             if size != expected:
                 msg = f"'bytes' must be {expected} for this layout, got {_shown(size)}"
                 raise RequestError(msg)
-            model, _scale, _tile = _options(request, width, height)
+            engine, _scale = _options(request, width, height)
             if self.job is not None:
                 msg = "the worker is busy with another request on this connection"
                 raise RequestError(msg)
-            self.cache.resolve(model)  # an unknown name or a refused path: before the data
+            assert engine.model is not None
+            self.cache.resolve(engine.model)  # an unknown name or a refused path: before the data
             buffer = np.empty(expected, dtype=np.uint8)
         except RequestError as exc:
-            self.error(request_id, "bad_request", f"Bad upscale request: {exc}.")
+            self.error(request_id, p.E_BAD_REQUEST, f"Bad upscale request: {exc}.")
             self._discard(size)
             return
         except ModelError as exc:
-            self.error(request_id, "model", str(exc))
+            self.error(request_id, p.E_MODEL, str(exc))
             self._discard(size)
             return
         except MemoryError:
-            self.error(request_id, "out_of_memory",
+            self.error(request_id, p.E_OUT_OF_MEMORY,
                        "There is not enough memory for this image in the worker.")
             self._discard(size)
             return
@@ -431,7 +586,7 @@ class Session:
         upload = self.upload
         if upload is None:
             self.reader.skip(length)
-            self.error(None, "protocol", "Pixel data arrived without an upscale request.")
+            self.error(None, p.E_PROTOCOL, "Pixel data arrived without an upscale request.")
             return
         if upload.received < 0:  # the data of a refused request: drop it quietly
             self.reader.skip(length)
@@ -443,58 +598,58 @@ class Session:
         if end > upload.buffer.size:
             self.reader.skip(length)
             self.upload = None
-            self.error(upload.request.get("id"), "bad_request",
+            self.error(upload.request.get("id"), p.E_BAD_REQUEST,
                        "The request sent more pixel data than it announced.")
             return
         self.reader.readinto(upload.buffer.data[upload.received : end])
         upload.received = end
         if end == upload.buffer.size:
             self.upload = None
-            self._start_job(upload)
+            self._start_job(upload.request.get("id"),
+                            lambda token: self._upscale(upload, token))
 
     def _abandon_upload(self) -> None:
         if self.upload is not None and self.upload.received >= 0:
-            self.error(self.upload.request.get("id"), "bad_request",
+            self.error(self.upload.request.get("id"), p.E_BAD_REQUEST,
                        "The request's pixel data was interrupted by a bad frame.")
         self.upload = None
 
     # the job ----------------------------------------------------------------------------
 
-    def _start_job(self, upload: Upload) -> None:
+    def _start_job(self, request_id: Any, work: Work) -> None:
         from ..upscale import CancelToken
 
         token = CancelToken()
-        thread = threading.Thread(target=self._run_job, args=(upload, token),
+        thread = threading.Thread(target=self._run_job, args=(request_id, work, token),
                                   name="realscale-job", daemon=True)
-        self.job = (upload.request.get("id"), thread, token)
+        self.job = Job(request_id, thread, token)
         self.thread = thread
         thread.start()
 
-    def _run_job(self, upload: Upload, token: Any) -> None:
-        request_id = upload.request.get("id")
+    def _run_job(self, request_id: Any, work: Work, token: CancelToken) -> None:
         reply: dict[str, Any]
-        bands: Any = None
+        bands: Iterator[memoryview] | None = None
         try:
-            reply, bands = self._upscale(upload, token)
+            reply, bands = work(token)
         except Cancelled:
-            reply = _error(request_id, "cancelled", "The upscale was cancelled.")
+            reply = _error(request_id, p.E_CANCELLED, "The upscale was cancelled.")
         except (OutOfMemoryError, MemoryError) as exc:
             text = str(exc) or "the worker ran out of memory"
-            reply = _error(request_id, "out_of_memory",
+            reply = _error(request_id, p.E_OUT_OF_MEMORY,
                            f"Out of memory: {text}; try a smaller tile or image.")
         except OutputTooLargeError:
-            reply = _error(request_id, "bad_request",
+            reply = _error(request_id, p.E_BAD_REQUEST,
                            f"Bad upscale request: the result would have more than "
                            f"{MAX_PIXELS:,} pixels, the limit; choose a smaller scale.")
         except (RequestError, OutputSizeError) as exc:
-            reply = _error(request_id, "bad_request", f"Bad upscale request: {exc}.")
+            reply = _error(request_id, p.E_BAD_REQUEST, f"Bad upscale request: {exc}.")
         except ModelError as exc:
-            reply = _error(request_id, "model", str(exc))
+            reply = _error(request_id, p.E_MODEL, str(exc))
         except RealscaleError as exc:
-            reply = _error(request_id, "error", str(exc))
+            reply = _error(request_id, p.E_ERROR, str(exc))
         except Exception as exc:
-            log.exception("upscale request %s failed", request_id)
-            reply = _error(request_id, "internal",
+            log.exception("request %s failed", request_id)
+            reply = _error(request_id, p.E_INTERNAL,
                            f"The worker failed unexpectedly ({type(exc).__name__}: {exc}).")
             reply["detail"] = traceback.format_exc()
         # Not busy any more before the reply leaves: the client may send its next request
@@ -503,44 +658,80 @@ class Session:
         self.job = None
         self.send(reply, bands)
 
-    def _upscale(self, upload: Upload, token: Any) -> tuple[dict[str, Any], Any]:
+    @contextlib.contextmanager
+    def _model_lock(self, token: CancelToken) -> Iterator[None]:
+        """The cache's lock (one network runs at a time), given up on a cancel while waiting
+        behind another connection's upscale."""
+        while not self.cache.lock.acquire(timeout=0.1):
+            if token.cancelled:
+                raise Cancelled("the upscale was cancelled")
+        try:
+            yield
+        finally:
+            self.cache.lock.release()
+
+    def _upscaler(self, engine: EngineOptions) -> Upscaler:
+        assert engine.model is not None
+        return self.cache.get(engine.model, engine.device, engine.precision, engine.download,
+                              engine.backend)
+
+    def _upscale(self, upload: Upload, token: CancelToken,
+                 ) -> tuple[dict[str, Any], Iterator[memoryview]]:
         request = upload.request
         request_id = request.get("id")
         width, height, _c, depth, order = _layout(request)
-        model, scale, tile = _options(request, width, height)
-        device = str(request.get("device") or "auto")
-        precision = str(request.get("precision") or "auto")
-        backend = str(request.get("backend") or "auto")
+        engine, scale = _options(request, width, height)
         image = to_working(upload.buffer, request)
         del upload.buffer  # a converted copy exists now (or it is the same memory)
 
         def progress(done: int, total: int) -> None:
-            self.send({"type": "progress", "id": request_id, "done": done, "total": total})
+            self.send({"type": p.PROGRESS, "id": request_id, "done": done, "total": total})
 
-        while not self.cache.lock.acquire(timeout=0.1):
-            if token.cancelled:  # waiting behind another connection's upscale
-                raise Cancelled("the upscale was cancelled")
-        try:
-            upscaler = self.cache.get(model, device, precision, bool(request.get("download")),
-                                      backend)
-            upscaler.tile = tile or "auto"
+        with self._model_lock(token):
+            upscaler = self._upscaler(engine)
+            upscaler.tile = engine.tile
             result = upscaler.upscale(image, scale=scale, progress=progress, cancel=token,
                                       max_pixels=MAX_PIXELS)
-        finally:
-            self.cache.lock.release()
         del image
         out_h, out_w = result.shape[:2]
-        reply = {"type": "result", "id": request_id, "width": out_w, "height": out_h,
+        reply = {"type": p.RESULT, "id": request_id, "width": out_w, "height": out_h,
                  "channels": result.shape[2], "depth": depth, "order": order,
                  "bytes": result.size * _DTYPES[depth].itemsize}
         return reply, result_bands(result, depth, order)
+
+    def _start_measure(self, request: dict[str, Any]) -> None:
+        request_id = request.get("id")
+        try:
+            engine = _engine(request)
+            if self.job is not None:
+                msg = "the worker is busy with another request on this connection"
+                raise RequestError(msg)
+            assert engine.model is not None
+            self.cache.resolve(engine.model)
+        except RequestError as exc:
+            self.error(request_id, p.E_BAD_REQUEST, f"Bad measure request: {exc}.")
+            return
+        except ModelError as exc:
+            self.error(request_id, p.E_MODEL, str(exc))
+            return
+        self._start_job(request_id, lambda token: self._measure(request, engine, token))
+
+    def _measure(self, request: dict[str, Any], engine: EngineOptions, token: CancelToken,
+                 ) -> tuple[dict[str, Any], None]:
+        with self._model_lock(token):
+            upscaler = self._upscaler(engine)
+            upscaler.tile = engine.tile
+            rate = measure_rate(upscaler, token)
+        return {"type": p.MEASURE, "id": request.get("id"), "model": request.get("model"),
+                "device": upscaler.engine.device_name, "precision": upscaler.precision,
+                "pixels_per_second": rate, "scale": upscaler.scale}, None
 
     def _stop_job(self) -> None:
         """Cancel what runs and wait (a bounded time) for the job thread to end, reply and
         all: the process must not exit while that thread is inside torch."""
         job, thread = self.job, self.thread
         if job is not None:
-            job[2].cancel()
+            job.token.cancel()
         if thread is not None:
             thread.join(timeout=JOIN_TIMEOUT)
 
@@ -683,7 +874,7 @@ class _Listener:
                                           name="realscale-connection", daemon=True)
                 self.live[conn] = thread
         if full:
-            _refuse(conn, _error(None, "busy",
+            _refuse(conn, _error(None, p.E_BUSY,
                                  f"The realscale worker already serves {self.max_connections} "
                                  "connections; close another client and try again."))
             return
