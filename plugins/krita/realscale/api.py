@@ -241,6 +241,7 @@ def upscale_with_dialog(document=None, parent=None):
 
     if document is None and Krita.instance().activeDocument() is None:
         raise PluginError("Open an image first.")
+    ensure_engine(parent)
     chosen = ask_settings(parent, document)
     if chosen is None:
         return None
@@ -249,7 +250,31 @@ def upscale_with_dialog(document=None, parent=None):
 
 def upscale_again(document=None, parent=None):
     """Upscale with the last settings (the defaults when there are none), no dialog."""
+    ensure_engine(parent)
     return upscale(document, stored.load(), parent)
+
+
+def ensure_engine(parent=None) -> None:
+    """With no worker configured, offer to set the engine up (first use), and return once it
+    answers; raises Cancelled when the user declines, PluginError when it fails."""
+    from . import engine
+
+    if engine.configured(client_module()):
+        return
+    close_client()
+    engine.set_up(parent if parent is not None else _window())
+    close_client()  # the next request reads the new worker config
+
+
+def action_engine() -> None:
+    """Tools > Scripts > Real-ESRGAN Engine..."""
+    from . import engine
+
+    def manage() -> None:
+        close_client()  # update and remove replace what the client would start
+        engine.manage(_window())
+
+    _report(manage)
 
 
 def action_upscale() -> None:

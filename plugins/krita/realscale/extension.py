@@ -1,4 +1,5 @@
-"""Krita wiring: the two actions, in Tools > Scripts and in the Image menu."""
+"""Krita wiring: the two upscale actions, in Tools > Scripts and in the Image menu, and the
+engine's, in Tools > Scripts."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ ACTIONS = (
     ("realscale_upscale", "Upscale with Real-ESRGAN...", api.action_upscale),
     ("realscale_upscale_again", "Upscale Again", api.action_upscale_again),
 )
+#: Only in Tools > Scripts: the engine is no image operation.
+ENGINE_ACTION = ("realscale_engine", "Real-ESRGAN Engine...", api.action_engine)
 #: The default shortcuts, as in realscale.action.
 SHORTCUTS = {"realscale_upscale": "Ctrl+Alt+U", "realscale_upscale_again": "Ctrl+Alt+Shift+U"}
 #: objectName of Krita's Image menu in the menu bar (compared ignoring case).
@@ -45,6 +48,8 @@ class RealscaleExtension(Extension):
             action.triggered.connect(handler)
             created.append(action)
         self._pending.append((window.qwindow(), created))
+        name, text, handler = ENGINE_ACTION
+        window.createAction(name, text, "tools/scripts").triggered.connect(handler)
 
     def _window_created(self) -> None:
         # The menu bar is still empty while createActions runs: add to the Image menu once

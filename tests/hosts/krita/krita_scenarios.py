@@ -473,15 +473,18 @@ def cancel_and_failures(ctx):
     ctx.record("mask", {"unchanged": ctx.snapshot(small) == snap, "messages": list(messages)})
     del messages[:]
 
-    # 6. No worker installed: the config names nothing.
+    # 6. No worker installed: the config names nothing. The set-up dialog opens (first use);
+    # Cancel there changes nothing and says nothing.
     os.environ["REALSCALE_WORKER_CONFIG"] = p["missing_config"]
     api.close_client()
     small.setActiveNode(small.rootNode().childNodes()[-1])
     yield 100
     snap = ctx.snapshot(small)
+    setup = watch_setup(ctx, {})
     ctx.trigger(AGAIN)
     ctx.record("missing_worker", {"unchanged": ctx.snapshot(small) == snap,
-                                  "messages": list(messages)})
+                                  "messages": list(messages), "setup": setup,
+                                  "config_exists": os.path.exists(p["missing_config"])})
     ctx.record("unexpected", list(ctx.robot.unexpected))
     yield 50
 
@@ -546,3 +549,112 @@ def screenshots(ctx):
     yield 1000
     window.grab().save(ctx.path("result.png"), "PNG")
     ctx.record("layers", ctx.layers(document))
+
+
+# -- first use: the engine set up from inside Krita (issue 14) ---------------------------------
+
+
+def _texts(widget):
+    """{objectName: text} of the labels, line edits and combo boxes of a dialog."""
+    from realscale.qt import QComboBox, QLabel, QLineEdit
+
+    found = {}
+    for kind in (QLabel, QLineEdit):
+        for child in widget.findChildren(kind):
+            if child.objectName():
+                found[child.objectName()] = child.text()
+    for combo in widget.findChildren(QComboBox):
+        found[combo.objectName()] = [[combo.itemData(i), combo.itemText(i)]
+                                     for i in range(combo.count())]
+    return found
+
+
+def watch_setup(ctx, state, folder=None, backend=None):
+    """Record the set-up dialog; with ``folder``, choose it (and ``backend``) and press
+    Install, else press Cancel."""
+    state.update({"setup_shown": 0})
+
+    def handler(dialog):
+        state["setup_shown"] += 1
+        if state["setup_shown"] > 1:
+            return
+        state["setup"] = _texts(dialog)
+        buttons = dialog.findChild(QDialogButtonBox, "buttons")
+        install = buttons.button(QDialogButtonBox.StandardButton.Ok)
+        state["install_enabled"] = install.isEnabled()
+        if folder is None or not install.isEnabled():
+            buttons.button(QDialogButtonBox.StandardButton.Cancel).click()
+            return
+        dialog.path.setText(folder)
+        if backend is not None:
+            dialog.backends.setCurrentIndex(dialog.backends.findData(backend))
+        install.click()
+
+    ctx.robot.on("realscale_setup", handler)
+    return state
+
+
+def watch_setup_progress(ctx, state, cancel_in=None):
+    """Note the set-up progress dialog's texts; press Cancel once a phase whose label starts
+    with one of ``cancel_in`` shows."""
+    state.update({"labels": [], "values": [], "cancelled_in": None})
+
+    def handler(dialog):
+        text = dialog.labelText()
+        if not state["labels"] or state["labels"][-1] != text:
+            state["labels"].append(text)
+        if not state["values"] or state["values"][-1] != dialog.value():
+            state["values"].append(dialog.value())
+        if cancel_in and state["cancelled_in"] is None and text.startswith(cancel_in):
+            state["cancelled_in"] = text
+            click_cancel(dialog)
+
+    ctx.robot.on("realscale_setup_progress", handler)
+    return state
+
+
+def first_use_setup(ctx):
+    """No worker config: the upscale command opens the set-up dialog. ``mode``: "install"
+    (install into ``folder``, then the upscale goes on, then the engine dialog), "cancel"
+    (cancel during pip), "decline" (Cancel in the set-up dialog)."""
+    p = ctx.params
+    mode = p["mode"]
+    messages = watch_messages(ctx)
+    document = ctx.open(p["rgba8"])
+    yield from ctx.ready(document)
+    yield 300
+    before = ctx.snapshot(document)
+    setup = watch_setup(ctx, {}, None if mode == "decline" else p["folder"], p.get("backend"))
+    progress = watch_setup_progress(
+        ctx, {}, ("Downloading", "Installing") if mode == "cancel" else None)
+    answer_dialog(ctx, "dialog_after_setup", {
+        "model": p["model"], "scale": 4.0, "target": "layer", "tile": p["tile"],
+        "device": "cpu", "precision": "auto"})
+    started = time.monotonic()
+    ctx.trigger(UPSCALE)
+    ctx.record("seconds", time.monotonic() - started)
+    ctx.record("setup", setup)
+    ctx.record("progress", progress)
+    ctx.record("config_exists", os.path.exists(p["config"]))
+    ctx.record("folder_entries", sorted(os.listdir(p["folder"]))
+               if os.path.isdir(p["folder"]) else None)
+    if mode == "install":
+        ctx.record("document", describe(ctx, document))
+        ctx.dump(document.nodeByName("Background (Real-ESRGAN x4)"), document, "rgba8.raw")
+        engine = {}
+
+        def read_engine(dialog):
+            if dialog.ready and "fields" not in engine:
+                engine["fields"] = _texts(dialog)
+                engine["buttons"] = {name: dialog.findChild(QPushButton, name).isEnabled()
+                                     for name in ("update", "remove", "setup")}
+                dialog.reject()
+
+        ctx.robot.on("realscale_engine", read_engine)
+        ctx.trigger("realscale_engine")
+        ctx.record("engine", engine)
+    else:
+        ctx.record("unchanged", ctx.snapshot(document) == before)
+    ctx.record("messages_at_end", list(messages))
+    ctx.record("unexpected", list(ctx.robot.unexpected))
+    yield 50

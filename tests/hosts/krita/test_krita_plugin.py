@@ -107,10 +107,11 @@ def images(tmp_path_factory) -> Images:
     return Images(inputs, references)
 
 
-def _cli_upscale(files: list[Path], out: Path, scale: int, precision: str = "auto") -> None:
+def _cli_upscale(files: list[Path], out: Path, scale: int, precision: str = "auto",
+                 backend: str = "auto") -> None:
     command = [sys.executable, "-m", "realscale", "upscale", *map(str, files), "-o",
                f"{out}/", "--model", MODEL, "--scale", str(scale), "--tile", str(TILE),
-               "--device", "cpu", "--precision", precision, "-q"]
+               "--device", "cpu", "--precision", precision, "--backend", backend, "-q"]
     done = subprocess.run(command, capture_output=True, text=True, env=kh.core_env(),
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr
@@ -465,14 +466,119 @@ def test_mask_refused(failure_run) -> None:
     assert len(outcome["messages"]) == 1 and "is a mask" in outcome["messages"][0]
 
 
-def test_missing_worker_says_how_to_install(failure_run) -> None:
+def test_missing_worker_offers_setup(failure_run) -> None:
+    """No worker config: the command opens the set-up dialog instead of an error; declining
+    it changes nothing, writes nothing and says nothing more."""
     records = failure_run.result["records"]
     outcome = records["missing_worker"]
     assert outcome["unchanged"] is True
-    assert len(outcome["messages"]) == 1, outcome
-    assert "realscale install krita" in outcome["messages"][0]
+    assert outcome["messages"] == [], outcome
+    assert outcome["setup"]["setup_shown"] >= 1, outcome
+    assert "not set up yet" in outcome["setup"]["setup"]["intro"], outcome
+    assert outcome["config_exists"] is False
     assert records["unexpected"] == [] and failure_run.result["unexpected_windows"] == []
 
+
+# -- first use: the engine set up from inside Krita (issue 14) ----------------------------------
+
+
+def _setup_run(krita: Setup, images: Images, mode: str, env: dict[str, str]) -> tuple:
+    profile, _ = _fresh_profile(krita, f"setup-{mode}")
+    folder = krita.root / f"engine-{mode}"
+    config = krita.root / f"setup-{mode}-worker.json"
+    params = {"rgba8": str(images.inputs["rgba8"]), "model": MODEL, "tile": TILE,
+              "mode": mode, "folder": str(folder), "config": str(config), "backend": "cpu"}
+    run = kh.run_scenario(profile, "first_use_setup", krita.root / f"setup-{mode}-out",
+                          params=params, timeout=900 if mode == "install" else 300,
+                          env={"REALSCALE_WORKER_CONFIG": str(config), **env})
+    assert run.result.get("ok") and run.returncode == 0, run.describe()
+    return run, folder, config
+
+
+def _check_setup_dialog(shown: dict) -> None:
+    setup = shown["setup"]
+    assert "realscale " in setup["intro"] and "not set up yet" in setup["intro"], setup
+    backends = dict(setup["backend"])
+    assert "cpu" in backends and "CPU (ONNX Runtime)" in backends["cpu"], backends
+    assert "MB" in backends["cpu"] or "GB" in backends["cpu"], backends
+
+
+def _setup_env(krita: Setup) -> dict[str, str]:
+    """Where the set-up looks for a Python: the one this test runs on (a chroot sees it at the
+    same path; the chroots' own Pythons have no venv module), and one pip cache for all the
+    runs (pip still asks the package index)."""
+    return {"REALSCALE_SETUP_SEARCH": str(Path(sys.base_prefix) / "bin"),
+            "PIP_CACHE_DIR": str(krita.root.parent / "pip-cache")}
+
+
+def test_first_use_declined_changes_nothing(krita: Setup, images: Images) -> None:
+    run, folder, config = _setup_run(krita, images, "decline", {})
+    records = run.result["records"]
+    _check_setup_dialog(records["setup"])
+    assert records["setup"]["setup"]["folder"], records["setup"]
+    assert records["unchanged"] is True and records["messages_at_end"] == []
+    assert not config.exists() and not folder.exists()
+    assert records["unexpected"] == []
+
+
+def test_first_use_without_python_says_what_to_do(krita: Setup, images: Images) -> None:
+    """A forced failure: no Python where the search looks. The dialog says so in one
+    sentence and offers no Install; nothing changes."""
+    run, folder, config = _setup_run(krita, images, "nopython",
+                                     {"REALSCALE_SETUP_SEARCH": str(krita.root / "empty")})
+    records = run.result["records"]
+    setup = records["setup"]
+    assert setup["install_enabled"] is False, setup
+    assert "No Python 3.10 or newer was found" in setup["setup"]["problem"], setup
+    assert records["unchanged"] is True and records["messages_at_end"] == []
+    assert not config.exists() and not folder.exists()
+
+
+def test_first_use_cancel_during_install_leaves_nothing(krita: Setup, images: Images) -> None:
+    run, folder, config = _setup_run(krita, images, "cancel", _setup_env(krita))
+    records = run.result["records"]
+    _check_setup_dialog(records["setup"])
+    progress = records["progress"]
+    assert progress["cancelled_in"], progress
+    assert records["unchanged"] is True and records["messages_at_end"] == []
+    assert not config.exists()
+    assert not folder.exists() or not list(folder.iterdir()), list(folder.iterdir())
+
+
+def test_first_use_installs_engine_then_upscales(krita: Setup, images: Images) -> None:
+    """The real install: the plug-in zip's wheel into a fresh environment (ONNX Runtime on
+    the CPU, dependencies from the package index), the config written, then the upscale the
+    user asked for; the engine dialog shows it."""
+    run, folder, config = _setup_run(krita, images, "install", _setup_env(krita))
+    records = run.result["records"]
+    _check_setup_dialog(records["setup"])
+    labels = " | ".join(records["progress"]["labels"])
+    for phase in ("Making the environment", "Installing", "Checking the engine"):
+        assert phase in labels, labels
+    assert config.exists(), records
+    python = json.loads(config.read_text())["python"]
+    assert python.startswith(str(folder)), python
+    assert records["messages_at_end"] == [], records["messages_at_end"]
+    height, width = CROP
+    assert records["document"]["size"] == [width * 4, height * 4]
+    assert records["document"]["layers"][-1] == ["Background (Real-ESRGAN x4)", "paintlayer",
+                                                 True]
+    layer = _raw(krita.root / "setup-install-out" / "rgba8.raw", (height * 4, width * 4, 4),
+                 "u1")
+    # The engine set up is the torch-free one: compare with the CLI on ONNX Runtime in fp32
+    # (the same package from the same index; within 1/255 allows another onnxruntime build).
+    out = krita.root / "setup-install-reference"
+    out.mkdir(exist_ok=True)
+    _cli_upscale([images.inputs["rgba8"]], out, 4, "fp32", "onnxruntime")
+    reference = _read(out / "rgba8.png").astype(np.int16)
+    difference = np.abs(_bgra_to_rgba(layer).astype(np.int16) - reference)
+    visible = reference[..., 3] > 0
+    assert difference[..., 3].max() <= 1 and difference[visible].max() <= 1, (
+        difference[..., 3].max(), difference[visible].max())
+    engine = records["engine"]
+    assert engine["fields"]["folder"] == str(folder), engine
+    assert engine["fields"]["backend"] == "cpu" and engine["fields"]["version"] != "-", engine
+    assert engine["buttons"] == {"update": True, "remove": True, "setup": False}, engine
 
 
 # -- installed by the command line -------------------------------------------------------------

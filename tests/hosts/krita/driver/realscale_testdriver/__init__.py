@@ -27,7 +27,7 @@ EXIT_WATCHDOG = 4
 EXIT_UNCAUGHT = 5
 #: Windows the robot leaves alone unless a handler is set (closing the progress dialog
 #: would cancel the upscale).
-LEFT_ALONE = {"realscale_progress"}
+LEFT_ALONE = {"realscale_progress", "realscale_setup_progress"}
 
 
 class Robot:
