@@ -14,6 +14,7 @@ from . import backends
 from .descriptor import ModelDescriptor
 from .errors import OutputSizeError, OutputTooLargeError, RealscaleError
 from .formats.decoded import DEFAULT_MAX_PIXELS
+from .loading import load_model
 from .resize import band_halo, resize_float
 from .tiling import TilePlan, process
 
@@ -63,7 +64,7 @@ class Upscaler:
         if isinstance(model, ModelDescriptor):
             self.model = model
         else:
-            self.model = backends.load_model(model, backend, allow_download=allow_download)
+            self.model = load_model(model, allow_download=allow_download, backend=backend)
         if self.model.in_channels != 3 or self.model.out_channels != 3:
             msg = (
                 f"{self.model.name} has {self.model.in_channels} input and "

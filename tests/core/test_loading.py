@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import threading
@@ -88,3 +89,43 @@ def test_downloaded_model_loads_and_runs(tmp_path: Path, monkeypatch) -> None:
         direct = network(torch.nn.functional.pad(x, (10, 10, 10, 10), mode="reflect"))
     expected = np.rint(direct[0, :, 40:-40, 40:-40].clamp(0, 1).numpy().transpose(1, 2, 0) * 255)
     assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_one_loader_for_both_backends(tmp_path: Path) -> None:
+    """Name or file -> canonical arrays -> descriptor, torch only at the end: the torch and
+    the numpy loads of a model give the same descriptor and the same weights, whether the
+    weights come from the embedded ncnn files or from a PyTorch file."""
+    from realscale.worker.models import ModelCache
+
+    torch.manual_seed(1)
+    pth = tmp_path / "tiny.pth"
+    torch.save({"params_ema": SRVGGNetCompact(num_feat=8, num_conv=2, upscale=2).state_dict()},
+               pth)
+    for spec in ("realesr-animevideov3-x3", pth):
+        with_torch = load_model(spec, backend="torch")
+        arrays = load_model(spec, backend="onnxruntime")
+        assert with_torch.network is not None and with_torch.arrays is None
+        assert arrays.network is None and arrays.arrays is not None
+        for field in ("name", "architecture", "scale", "net_scale", "post_resize",
+                      "tile_context", "params", "source"):
+            assert getattr(with_torch, field) == getattr(arrays, field), field
+        state = with_torch.network.state_dict()
+        assert set(state) == set(arrays.arrays)
+        for key, value in state.items():
+            assert np.array_equal(value.numpy(), arrays.arrays[key]), key
+    # One test of "is this a weights file": the worker refuses what the loader reads as a file.
+    cache = ModelCache()
+    for name in ("nope.pth", "nope.bin", "nope.onnx", "sub/nope"):
+        with pytest.raises(ModelError, match="does not exist"):
+            load_model(name)
+        with pytest.raises(ModelError, match="only be used from a model folder"):
+            cache.resolve(name)
+    assert cache.resolve("realesr-animevideov3") == "realesr-animevideov3"
+
+
+def test_a_catalogue_scale_the_weights_do_not_give_is_refused(monkeypatch) -> None:
+    entry = catalogue.get("realesr-animevideov3-x2")
+    monkeypatch.setattr(catalogue, "get", lambda name: dataclasses.replace(entry, scale=3))
+    for backend in ("torch", "onnxruntime"):
+        with pytest.raises(ModelError, match="give x2, the catalogue says x3; reinstall"):
+            load_model("realesr-animevideov3-x2", backend=backend)

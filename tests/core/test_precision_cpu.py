@@ -41,7 +41,7 @@ def test_one_auto_policy_for_both_backends(monkeypatch, compact) -> None:
     """``auto`` is decided once (devices.choose_precision) for torch and ONNX Runtime alike:
     on a bf16 CPU torch runs the compact net in bf16, ONNX Runtime (no bf16) in fp32; fp16
     on the CPU is refused by both with the precisions each backend does run."""
-    from realscale import DeviceError, backends
+    from realscale import DeviceError
     from realscale.devices import choose_precision
 
     monkeypatch.setenv("REALSCALE_CPU_BF16", "1")
@@ -49,7 +49,7 @@ def test_one_auto_policy_for_both_backends(monkeypatch, compact) -> None:
     assert choose_precision("auto", "directml", runs=("fp32", "fp16")).fallback_fp32
     assert choose_precision("auto", "mps").precision == "fp32"
     assert choose_precision("auto", "cpu", bf16_accurate=False).precision == "fp32"
-    arrays = backends.load_model("realesr-animevideov3", "onnxruntime")
+    arrays = load_model("realesr-animevideov3", backend="onnxruntime")
     assert Upscaler(arrays, device="cpu", backend="onnxruntime").precision == "fp32"
     with pytest.raises(DeviceError, match=r"not supported on the CPU; use --precision fp32$"):
         Upscaler(arrays, device="cpu", precision="fp16", backend="onnxruntime")

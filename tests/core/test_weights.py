@@ -19,7 +19,8 @@ from realscale import architectures
 from realscale.architectures.compact.network import SRVGGNetCompact
 from realscale.architectures.rrdbnet.network import RRDBNet
 from realscale.errors import ModelError, UnsupportedModelError
-from realscale.weights import load_model_file, load_state_dict
+from realscale.loading import load_model
+from realscale.weights import load_state_dict
 from realscale.weights.ncnn import read_ncnn
 
 safetensors_torch = pytest.importorskip("safetensors.torch")
@@ -198,7 +199,7 @@ def test_rrdbnet_round_trip(tmp_path: Path, scale: int, fmt: str) -> None:
     net = _rrdbnet(scale)
     path = RRDB_SAVERS[fmt](net.state_dict(), tmp_path)
 
-    model = load_model_file(path)
+    model = load_model(path)
 
     assert model.architecture == "RRDBNet"
     assert model.scale == model.net_scale == scale
@@ -216,7 +217,7 @@ def test_compact_round_trip(tmp_path: Path, upscale: int, fmt: str) -> None:
     net = _compact(upscale)
     path = COMMON_SAVERS[fmt](net.state_dict(), tmp_path)
 
-    model = load_model_file(path)
+    model = load_model(path)
 
     assert model.architecture == "SRVGGNetCompact"
     assert model.scale == model.net_scale == upscale
@@ -231,7 +232,7 @@ def test_params_ema_is_preferred_over_params(tmp_path: Path) -> None:
     path = tmp_path / "both.pth"
     torch.save({"params": raw.state_dict(), "params_ema": ema.state_dict()}, path)
 
-    model = load_model_file(path)
+    model = load_model(path)
 
     torch.testing.assert_close(_output(model.network), _output(ema), rtol=0, atol=0)
 
@@ -244,7 +245,7 @@ def test_half_precision_safetensors_load_as_float32(tmp_path: Path) -> None:
     reference = SRVGGNetCompact(upscale=4, **SMALL_COMPACT).eval()
     reference.load_state_dict({k: v.float() for k, v in half.items()})
 
-    model = load_model_file(path)
+    model = load_model(path)
 
     assert all(p.dtype == torch.float32 for p in model.network.parameters())
     torch.testing.assert_close(_output(model.network), _output(reference), rtol=0, atol=0)
@@ -270,11 +271,11 @@ def _ncnn_files(stem: str) -> tuple[Path, Path]:
     return folder / f"{stem}.param", folder / f"{stem}.bin"
 
 
-def test_ncnn_anime_through_load_model_file_equals_read_ncnn(tmp_path: Path) -> None:
+def test_ncnn_anime_through_load_model_equals_read_ncnn(tmp_path: Path) -> None:
     param, binary = _ncnn_files("REALESRGAN_X4PLUSANIME_UP4X")
     expected = architectures.load(read_ncnn(param, binary).state, param.name)
 
-    model = load_model_file(param)
+    model = load_model(param)
 
     assert model.architecture == "RRDBNet"
     assert model.params == expected.params
@@ -288,7 +289,7 @@ def test_ncnn_anime_through_load_model_file_equals_read_ncnn(tmp_path: Path) -> 
     torch.testing.assert_close(_output(model.network), _output(expected.network), rtol=0, atol=0)
 
     # Picking the .bin of the pair loads the same model.
-    via_bin = load_model_file(binary)
+    via_bin = load_model(binary)
     assert via_bin.source == str(param)
     assert torch.equal(via_bin.network.conv_last.weight, model.network.conv_last.weight)
 
@@ -310,7 +311,7 @@ def test_ncnn_load_state_dict_is_the_converted_state() -> None:
 def test_ncnn_post_resize_sets_the_scale(stem: str, scale: int, post_resize: float) -> None:
     param, _binary = _ncnn_files(stem)
 
-    model = load_model_file(param)
+    model = load_model(param)
 
     assert model.architecture == "SRVGGNetCompact"
     assert model.net_scale == 4
@@ -324,7 +325,7 @@ def test_ncnn_param_without_its_bin_is_a_model_error(tmp_path: Path) -> None:
     lonely.write_bytes(param.read_bytes())
 
     with pytest.raises(ModelError) as caught:
-        load_model_file(lonely)
+        load_model(lonely)
     assert "\n" not in str(caught.value)
 
 
@@ -381,7 +382,7 @@ def test_payloads_really_run_when_unpickled_unsafely(tmp_path: Path, payload: st
 
 @pytest.mark.parametrize("container", list(CONTAINERS))
 @pytest.mark.parametrize("payload", list(PAYLOADS))
-@pytest.mark.parametrize("loader", [load_model_file, load_state_dict])
+@pytest.mark.parametrize("loader", [load_model, load_state_dict])
 def test_malicious_pickle_is_refused(
     tmp_path: Path, container: str, payload: str, loader: Callable[[Path], object],
 ) -> None:
@@ -404,7 +405,7 @@ def test_pickled_module_is_refused(tmp_path: Path) -> None:
     torch.save(_compact(2), path)
 
     with pytest.raises(ModelError, match="Refused"):
-        load_model_file(path)
+        load_model(path)
 
 
 # --- files that are not weights ----------------------------------------------------------
@@ -496,7 +497,7 @@ def test_junk_is_a_one_line_model_error(tmp_path: Path, kind: str) -> None:
     path = JUNK[kind](tmp_path)
 
     with pytest.raises(ModelError) as caught:
-        load_model_file(path)
+        load_model(path)
 
     message = str(caught.value)
     assert "\n" not in message
@@ -511,7 +512,7 @@ def test_unknown_tensors_name_the_file_and_what_was_tried(tmp_path: Path) -> Non
     safetensors_torch.save_file({"encoder.weight": torch.zeros(4, 4)}, str(path))
 
     with pytest.raises(UnsupportedModelError) as caught:
-        load_model_file(path)
+        load_model(path)
 
     message = str(caught.value)
     assert "\n" not in message
@@ -541,7 +542,7 @@ def test_esrgan_with_other_upsampling_is_unsupported(
     torch.save(_esrgan_with_upsamplers(num_up), path)
 
     with pytest.raises(UnsupportedModelError, match=expected) as caught:
-        load_model_file(path)
+        load_model(path)
     assert path.name in str(caught.value)
 
 
@@ -549,7 +550,7 @@ def test_esrgan_helper_builds_the_4x_layout_that_loads(tmp_path: Path) -> None:
     """Guards the helper above: with two stages it is the plain, loadable 4x layout."""
     path = tmp_path / "esrgan_4x.pth"
     torch.save(_esrgan_with_upsamplers(2), path)
-    assert load_model_file(path).scale == 4
+    assert load_model(path).scale == 4
 
 
 def test_rrdb_trunk_8x_is_unsupported(tmp_path: Path) -> None:
@@ -560,7 +561,7 @@ def test_rrdb_trunk_8x_is_unsupported(tmp_path: Path) -> None:
     torch.save(state, path)
 
     with pytest.raises(UnsupportedModelError, match="8x"):
-        load_model_file(path)
+        load_model(path)
 
 
 def test_esrgan_plus_is_unsupported(tmp_path: Path) -> None:
@@ -570,4 +571,4 @@ def test_esrgan_plus_is_unsupported(tmp_path: Path) -> None:
     torch.save(state, path)
 
     with pytest.raises(UnsupportedModelError, match="conv1x1"):
-        load_model_file(path)
+        load_model(path)

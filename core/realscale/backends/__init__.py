@@ -17,7 +17,7 @@ from ..descriptor import ModelDescriptor
 from ..errors import DeviceError, RealscaleError
 from .base import TileEngine
 
-__all__ = ["BACKENDS", "TileEngine", "create_engine", "load_model", "resolve"]
+__all__ = ["BACKENDS", "TileEngine", "create_engine", "resolve"]
 
 if sys.platform.startswith("linux"):
     # PyTorch's CPU allocator then backs tensors of 2 MB and more with transparent huge pages:
@@ -55,24 +55,6 @@ def resolve(backend: str) -> str:
         msg = f"the {backend} backend needs {needed}, which is not installed here: {hint}"
         raise DeviceError(msg)
     return backend
-
-
-def load_model(
-    spec: str | os.PathLike[str], backend: str, *, allow_download: bool = False
-) -> ModelDescriptor:
-    """Load a model for ``backend``: a torch network, or numpy weights for ONNX Runtime (which
-    never imports torch for the embedded models, ncnn files and ``.onnx`` files)."""
-    onnx_file = os.fspath(spec).lower().endswith(".onnx")
-    if onnx_file and backend == "torch":
-        msg = f"{spec} is an ONNX file: run it with backend 'onnxruntime' (or auto)"
-        raise DeviceError(msg)
-    if not onnx_file and resolve(backend) == "torch":
-        from ..loading import load_model as load_torch
-
-        return load_torch(spec, allow_download=allow_download)
-    from ..onnx.models import load_arrays
-
-    return load_arrays(spec, allow_download=allow_download)
 
 
 def create_engine(

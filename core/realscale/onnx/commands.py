@@ -37,14 +37,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise RealscaleError(msg)
     import onnx
 
+    from ..loading import load_model
     from .graph import build
-    from .models import load_arrays
 
     target = Path(args.output)
     if not target.parent.is_dir():
         msg = f"the output folder {target.parent} does not exist; create it first"
         raise RealscaleError(msg)
-    model = load_arrays(args.model, allow_download=args.download)
+    model = load_model(args.model, allow_download=args.download, backend="onnxruntime")
     proto = build(model, precision=args.precision, opset=args.opset)
     onnx.checker.check_model(proto, full_check=True)
     partial = target.with_name(target.name + ".part")

@@ -7,13 +7,15 @@ the first reader that accepts a file reads it. Nothing in a file is ever execute
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..descriptor import ModelDescriptor
+import numpy as np
+
 from ..errors import ModelError, UnsupportedModelError
 from . import ncnn, torch_files
 
@@ -23,16 +25,24 @@ if TYPE_CHECKING:
 # Importing this package does not import torch (the ncnn reader serves the torch-free ONNX
 # Runtime backend); the readers that need it import it when they run.
 
-__all__ = ["READERS", "Reader", "load_model_file", "load_state_dict"]
+__all__ = ["READERS", "Reader", "WeightsFile", "load_state_dict", "read_file", "read_ncnn_pair"]
 
 PREFIX_SIZE = 64
 """Bytes read to identify a file; every accept() check looks at no more than this."""
 
 
 @dataclass
-class _Loaded:
-    state: dict[str, torch.Tensor]
-    ncnn_model: ncnn.NcnnModel | None = None
+class WeightsFile:
+    """A weights file read into canonical tensors: torch tensors from PyTorch checkpoints and
+    safetensors, float32 numpy arrays from ncnn files (read without torch)."""
+
+    path: Path
+    """The file read (the ``.param`` of an ncnn pair chosen by its ``.bin``)."""
+    state: dict[str, Any]
+    post_resize: float | None = None
+    """The bicubic resize an ncnn file applies to the network output."""
+    raw: bool = False
+    """The file's own key names (PyTorch files), not yet canonical."""
 
 
 @dataclass(frozen=True)
@@ -41,28 +51,47 @@ class Reader:
 
     kind: str
     accept: Callable[[bytes], bool]
-    read: Callable[[Path], _Loaded]
+    read: Callable[[Path], WeightsFile]
 
 
-def _read_torch(path: Path) -> _Loaded:
+def _need_torch(path: Path) -> None:
+    """PyTorch weights files are pickles of tensors: only torch reads them."""
+    if importlib.util.find_spec("torch") is None:
+        msg = (
+            f"{path}: PyTorch weights (.pth, .safetensors) need torch to be read, and this "
+            "installation has none; use an embedded model or ncnn .param/.bin files, or run "
+            "`realscale export-onnx MODEL -o model.onnx` where torch is installed and use "
+            "model.onnx here"
+        )
+        raise ModelError(msg)
+
+
+def _read_torch(path: Path) -> WeightsFile:
+    _need_torch(path)
     from .canonicalize import unwrap
 
-    return _Loaded(unwrap(torch_files.read_torch(path), path.name))
+    return WeightsFile(path, unwrap(torch_files.read_torch(path), path.name), raw=True)
 
 
-def _read_safetensors(path: Path) -> _Loaded:
+def _read_safetensors(path: Path) -> WeightsFile:
+    _need_torch(path)
     from .canonicalize import unwrap
 
-    return _Loaded(unwrap(torch_files.read_safetensors(path), path.name))
+    return WeightsFile(path, unwrap(torch_files.read_safetensors(path), path.name), raw=True)
 
 
-def _read_ncnn(path: Path) -> _Loaded:
+def read_ncnn_pair(param: Path, bin_path: Path) -> WeightsFile:
+    """An ncnn ``.param``/``.bin`` pair as canonical numpy arrays (no torch)."""
     try:
-        model = ncnn.read_ncnn(path, path.with_suffix(".bin"))
+        model = ncnn.read_ncnn_arrays(param, bin_path)
     except (ValueError, IndexError):
-        msg = f"{path.name} starts like an ncnn .param file but its layer list is malformed"
+        msg = f"{param.name} starts like an ncnn .param file but its layer list is malformed"
         raise ModelError(msg + "; export the model again") from None
-    return _Loaded(model.state, model)
+    return WeightsFile(param, model.state, model.post_resize)
+
+
+def _read_ncnn(path: Path) -> WeightsFile:
+    return read_ncnn_pair(path, path.with_suffix(".bin"))
 
 
 READERS: list[Reader] = [
@@ -97,7 +126,7 @@ def _ncnn_param_for_bin(path: Path) -> Path | None:
     return None
 
 
-def _load(path: Path) -> tuple[Path, _Loaded]:
+def _load(path: Path) -> WeightsFile:
     if path.is_dir():
         msg = f"{path} is a folder, not a weights file; choose the .pth, .safetensors or .param"
         raise ModelError(msg)
@@ -109,7 +138,7 @@ def _load(path: Path) -> tuple[Path, _Loaded]:
         path, prefix = param, _prefix(param)
     for reader in READERS:
         if reader.accept(prefix):
-            return path, reader.read(path)
+            return reader.read(path)
     msg = (
         f"{path.name} is not a weights file realscale can read (it is no PyTorch .pth/.pt/.ckpt, "
         ".safetensors or ncnn .param file); choose a Real-ESRGAN or ESRGAN weights file"
@@ -120,35 +149,30 @@ def _load(path: Path) -> tuple[Path, _Loaded]:
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """The tensors of a weights file, unwrapped from ``params_ema``/``params`` but with the
     file's own key names; tensors of zip checkpoints may be memory-mapped (copy-on-write)."""
-    return _load(Path(path))[1].state
+    import torch
+
+    return {key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value
+            for key, value in _load(Path(path)).state.items()}
 
 
-def load_model_file(path: str | os.PathLike[str]) -> ModelDescriptor:
-    """Read a user's weights file and build the network its tensors describe."""
+def read_file(path: str | os.PathLike[str]) -> WeightsFile:
+    """A user's weights file as canonical tensors, told apart by its first bytes; refused
+    with the layouts tried when they match no architecture."""
     from .. import architectures
-    from .canonicalize import LAYOUTS, canonicalize
 
-    path, loaded = _load(Path(path))
-    name = path.name
-    state = canonicalize(loaded.state, name)
-    if architectures.detect(state) is None:
-        layouts = ", ".join(layout for layout, _claims, _convert in LAYOUTS)
-        archs = ", ".join(arch.name for arch in architectures.ARCHITECTURES)
-        sample = ", ".join(list(state)[:3])
-        msg = (
-            f"{name}: the weights match no supported model (tried the {layouts} key layouts "
-            f"for {archs}; found keys such as {sample}); use a Real-ESRGAN or ESRGAN model"
-        )
-        raise UnsupportedModelError(msg)
-    try:
-        descriptor = architectures.load(state, name)
-    except (ValueError, IndexError, KeyError, TypeError) as exc:
-        # Keys of a known network with tensors of impossible shapes.
-        msg = f"{name}: the tensors have shapes no supported model has ({exc}); it may be damaged"
-        raise UnsupportedModelError(msg) from None
-    descriptor.source = str(path)
-    if loaded.ncnn_model is not None and loaded.ncnn_model.post_resize is not None:
-        post_resize = loaded.ncnn_model.post_resize
-        descriptor.post_resize = post_resize
-        descriptor.scale = round(descriptor.net_scale * post_resize)
-    return descriptor
+    read = _load(Path(path))
+    if read.raw:
+        from .canonicalize import LAYOUTS, canonicalize
+
+        read.state, read.raw = canonicalize(read.state, read.path.name), False
+        if architectures.detect(read.state) is None:
+            layouts = ", ".join(layout for layout, _claims, _convert in LAYOUTS)
+            archs = ", ".join(arch.name for arch in architectures.ARCHITECTURES)
+            sample = ", ".join(list(read.state)[:3])
+            msg = (
+                f"{read.path.name}: the weights match no supported model (tried the {layouts} "
+                f"key layouts for {archs}; found keys such as {sample}); use a Real-ESRGAN or "
+                "ESRGAN model"
+            )
+            raise UnsupportedModelError(msg)
+    return read

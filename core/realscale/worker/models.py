@@ -7,11 +7,13 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelError
+from ..loading import MODEL_SUFFIXES, names_a_file
 
-WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".param", ".onnx")
+if TYPE_CHECKING:
+    from ..upscale import Upscaler
 
 
 class ModelCache:
@@ -20,7 +22,7 @@ class ModelCache:
     def __init__(self, model_dirs: Sequence[str | os.PathLike[str]] = (), keep: int = 3) -> None:
         self.model_dirs = [Path(d).expanduser().resolve() for d in model_dirs]
         self.keep = max(1, keep)
-        self._items: collections.OrderedDict[tuple[str, str, str, str], Any] = (
+        self._items: collections.OrderedDict[tuple[str, str, str, str], Upscaler] = (
             collections.OrderedDict())
         self.lock = threading.Lock()
         """Held around each upscale: one network at a time, whatever the number of sessions."""
@@ -36,9 +38,7 @@ class ModelCache:
         text = spec.strip()
         if not text:
             raise ModelError("The request names no model.")
-        is_path = any(sep in text for sep in ("/", "\\")) or text.lower().endswith(
-            WEIGHT_SUFFIXES + (".bin",))
-        if not is_path:
+        if not names_a_file(text):
             return catalogue.get(text).name
         if not self.model_dirs:
             msg = (
@@ -81,7 +81,7 @@ class ModelCache:
                 raise ModelError(msg)
 
     def get(self, spec: str, device: str, precision: str, allow_download: bool,
-            backend: str = "auto") -> Any:
+            backend: str = "auto") -> Upscaler:
         from ..upscale import Upscaler
 
         key = (self.resolve(spec), device, precision, backend)
@@ -117,7 +117,7 @@ class ModelCache:
             if not folder.is_dir():
                 continue
             for path in sorted(folder.iterdir()):
-                if path.suffix.lower() not in WEIGHT_SUFFIXES or not self._usable(path):
+                if path.suffix.lower() not in MODEL_SUFFIXES or not self._usable(path):
                     continue
                 rows.append({
                     "name": path.name, "scale": None, "architecture": None,
