@@ -15,8 +15,14 @@ Installed by ``realscale install gimp`` (or from the zip ``realscale package gim
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import json
 import os
 import sys
+import threading
+import time
+import zipfile
 
 import gi
 
@@ -144,30 +150,42 @@ def write_pixels(layer: Gimp.Layer, transfer: Transfer, data, width: int, height
     layer.update(0, 0, width, height)
 
 
-def upscale_with_worker(data: bytearray, width: int, height: int, transfer: Transfer, *,
-                        model: str, scale: float, tile: int, device: str, progress):
-    """Send the pixels to the worker; return (bytes, width, height) or raise PluginError."""
+def _client_module():
     try:
         import realscale_client
     except ImportError as exc:
         msg = (f"realscale's worker client is missing or broken beside the plug-in in {HERE} "
                f"({exc}); {INSTALL_HINT}")
         raise PluginError(msg) from exc
-    client = realscale_client.WorkerClient(host="gimp")
+    return realscale_client
+
+
+def _worker_failure(exc: Exception) -> PluginError:
+    """The client's error as the one sentence GIMP shows."""
+    realscale_client = _client_module()
+    text = str(exc).strip() or type(exc).__name__
+    if isinstance(exc, realscale_client.WorkerNotInstalled) and "realscale install" not in text:
+        text = f"{text.rstrip('.')}; {INSTALL_HINT}"
+    return PluginError(text)
+
+
+def upscale_with_worker(client, data: bytearray, width: int, height: int, transfer: Transfer,
+                        *, model: str, scale: float, tile: int, device: str, precision: str,
+                        progress):
+    """Send the pixels to the worker; return (bytes, width, height) or raise PluginError."""
+    realscale_client = _client_module()
     try:
         layout = realscale_client.PixelLayout(channels=transfer.channels, depth=transfer.depth)
+        # download=True: the model list says which models download, and how much, before
+        # the user picks one.
         result = client.upscale(
             data, width, height, layout, model=model, scale=scale, tile=tile, device=device,
+            precision=precision, download=True,
             progress=lambda done, total: progress(done / total if total else 1.0),
         )
         return result.data, result.width, result.height
     except realscale_client.WorkerError as exc:
-        text = str(exc).strip() or type(exc).__name__
-        if isinstance(exc, realscale_client.WorkerNotInstalled) and "realscale install" not in text:
-            text = f"{text.rstrip('.')}; {INSTALL_HINT}"
-        raise PluginError(text) from exc
-    finally:
-        client.close()
+        raise _worker_failure(exc) from exc
 
 
 def _check_drawables(drawables) -> Gimp.Layer:
@@ -196,12 +214,10 @@ def _sub_progress(start: float, share: float):
     return update
 
 
-def upscale_layer(image: Gimp.Image, drawables, model: str, scale: float, tile: int,
-                  device: str) -> Gimp.Layer:
-    """Do the whole job; raises PluginError with the message for the user."""
-    model, device = model.strip(), (device.strip() or "auto")
-    if not model:
-        raise PluginError("no model given: name a model such as realesrgan-x4plus")
+def upscale_layer(image: Gimp.Image, drawables, client, settings: dict) -> float:
+    """Do the whole job; return the worker's speed in input pixels per second. Raises
+    PluginError with the message for the user."""
+    model, scale, tile = settings["model"], settings["scale"], settings["tile"]
     if not scale > 0:
         msg = f"the scale must be greater than 0, got {scale:g}"
         raise PluginError(msg)
@@ -214,13 +230,17 @@ def upscale_layer(image: Gimp.Image, drawables, model: str, scale: float, tile: 
 
     Gimp.progress_init(f"Real-ESRGAN ({model}): upscaling '{source.get_name()}'")
     data = read_pixels(source, transfer, _sub_progress(0.0, READ_SHARE))
+    started = time.monotonic()
     result, new_width, new_height = upscale_with_worker(
-        data, width, height, transfer, model=model, scale=scale, tile=tile, device=device,
+        client, data, width, height, transfer, model=model, scale=scale, tile=tile,
+        device=settings["device"], precision=settings["wire_precision"],
         progress=_sub_progress(READ_SHARE, WORK_SHARE),
     )
+    seconds = time.monotonic() - started
     del data
     Gimp.progress_set_text("Real-ESRGAN: adding the upscaled layer")
-    return _add_result(image, source, transfer, result, new_width, new_height, scale)
+    _add_result(image, source, transfer, result, new_width, new_height, scale)
+    return width * height / max(seconds, 1e-3)
 
 
 def _add_result(image: Gimp.Image, source: Gimp.Layer, transfer: Transfer, data,
@@ -268,6 +288,561 @@ def _add_result(image: Gimp.Image, source: Gimp.Layer, transfer: Transfer, data,
     return layer
 
 
+# -- what the procedure offers: models, devices, precisions --------------------------------
+
+PURPOSES = {
+    "photo": "Photos and real-world images",
+    "anime": "Anime and illustrations",
+    "video": "Video frames, fast",
+}
+"""The purposes of the catalogue's models, in the order the model list shows them."""
+CATALOGUE_MEMBER = "realscale/catalogue_data/catalogue.json"
+"""The model catalogue inside realscale's wheel."""
+DEVICE_LABELS = {
+    "auto": "Automatic (a GPU when there is one, else the CPU)",
+    "cpu": "CPU",
+    "cuda": "First NVIDIA GPU (cuda)",
+    **{f"cuda:{n}": f"NVIDIA GPU {n} (cuda:{n})" for n in range(8)},
+    "mps": "Apple GPU (mps)",
+}
+"""Every device name a script may pass; the dialog relabels those the engine reports and
+greys out the others."""
+PRECISIONS = {
+    "exact": "Exact (fp32)",
+    "fast": "Fast (bf16 on CPUs that have it, fp16 on GPUs)",
+}
+FAST_COST = ("Fast is about twice as quick; its result differs from Exact by about 54 dB "
+             "PSNR, too little to see.")
+MAX_RESULT_PIXELS = 256_000_000
+"""The engine refuses a result larger than this (its input limit)."""
+MAX_IMAGE_SIDE = 524_288
+"""GIMP's largest image side (GIMP_MAX_IMAGE_SIZE)."""
+
+
+def shipped_catalogue() -> tuple[list[dict], str]:
+    """The models of the realscale this plug-in came with, and where they were read from:
+    ``catalogue.json`` beside this file, else the catalogue inside realscale's wheel, which
+    the plug-in folder carries for the engine set-up. ([], "") when neither is there."""
+    plain = os.path.join(HERE, "catalogue.json")
+    wheels = sorted(glob.glob(os.path.join(HERE, "*.whl"))
+                    + glob.glob(os.path.join(HERE, "*", "*.whl")))
+    for path in [plain, *wheels]:
+        try:
+            if path.endswith(".whl"):
+                with zipfile.ZipFile(path) as wheel:
+                    document = json.loads(wheel.read(CATALOGUE_MEMBER))
+            else:
+                with open(path, encoding="utf-8") as handle:
+                    document = json.load(handle)
+            models = [m for m in document["models"] if isinstance(m.get("name"), str)]
+        except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
+            continue
+        if models:
+            return models, path
+    return [], ""
+
+
+def _catalogue_facts(entry: dict) -> dict:
+    """One catalogue entry as the fields of the worker's models reply the dialog uses."""
+    sources = [s for s in entry.get("sources") or [] if isinstance(s, dict)]
+    embedded = any(s.get("kind") == "package" for s in sources)
+    sizes = [s.get("size") for s in sources if s.get("kind") == "url"]
+    facts = {"name": entry["name"], "scale": entry.get("scale"),
+             "purpose": entry.get("purpose"), "purpose_label": entry.get("purpose_label"),
+             "description": entry.get("description", ""), "default": bool(entry.get("default"))}
+    if not embedded:
+        facts["download_bytes"] = next((s for s in sizes if isinstance(s, int)), 0)
+    return facts
+
+
+def _worker_facts(reply: dict, known: dict | None = None) -> dict:
+    """A model of the worker's models reply as the dialog uses it, over what the catalogue
+    said (``known``): the worker knows what is on disk; the catalogue fills in fields an
+    older worker does not send."""
+    facts = dict(known or {})
+    facts.update({k: v for k, v in reply.items() if v is not None})
+    facts.pop("download_bytes", None)
+    if "download_bytes" in reply or reply.get("available") is False:
+        facts["download_bytes"] = reply.get("download_bytes") or (known or {}).get(
+            "download_bytes") or 0
+    return facts
+
+
+WORKER_QUERY_SECONDS = 60.0
+"""How long registration waits for a configured worker's model list."""
+_shared: dict = {}
+
+
+def shared_client():
+    """The worker client of this plug-in process: the one that told registration (or the
+    run's procedure) its models does the upscale too."""
+    if "client" not in _shared:
+        _shared["client"] = _client_module().WorkerClient(host="gimp")
+    return _shared["client"]
+
+
+RUNNING = "-run" in sys.argv
+"""GIMP started this process to run the procedure (not to register it)."""
+
+
+def run_engine() -> Engine | None:
+    """When running: the engine, asked once what it offers (models on disk, devices) before
+    the procedure's choices are built; None when registering, or when no engine answers
+    (its error is kept for ``run`` to report)."""
+    if not RUNNING:
+        return None
+    if "engine" not in _shared:
+        try:
+            engine = Engine(shared_client())
+            engine.ask()
+        except PluginError as exc:
+            engine = None
+            _shared["engine_error"] = exc
+        _shared["engine"] = engine
+    return _shared["engine"]
+
+
+def offered_models() -> list[dict]:
+    """The models the model argument offers, in the order the list shows them.
+
+    From the catalogue shipped with the plug-in (the zip's wheel) when it is there: GIMP
+    builds the choice at registration, when no worker may exist yet (the engine is set up on
+    first use), and keeps it until the plug-in file changes, so it must not depend on a
+    worker's state. A plug-in installed by ``realscale install`` carries no wheel but has a
+    configured worker: its model list is asked for instead. Else only the default model."""
+    if "models" not in _shared:
+        entries, _origin = shipped_catalogue()
+        models = [_catalogue_facts(e) for e in entries] or _configured_worker_models()
+        _shared["models"] = ordered_models(models or [{"name": DEFAULT_MODEL, "default": True}])
+    return _shared["models"]
+
+
+def _configured_worker_models() -> list[dict]:
+    try:
+        realscale_client = _client_module()
+        realscale_client.read_config(host="gimp")
+        client = shared_client()
+    except Exception:  # noqa: BLE001 - no worker set up: the default model only
+        return []
+    found: list[dict] = []
+
+    def ask() -> None:
+        with contextlib.suppress(Exception):  # a broken worker: the default model only
+            found.extend(_worker_facts(m) for m in client.models())
+
+    thread = threading.Thread(target=ask, daemon=True)
+    thread.start()
+    thread.join(WORKER_QUERY_SECONDS)
+    if thread.is_alive():  # still starting: leave it, and never reuse its client
+        _shared.pop("client", None)
+        return []
+    return found
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{max(1, round(count / 1e6))} MB"
+
+
+def model_label(facts: dict) -> str:
+    """"Photos and real-world images: realesrgan-x4plus (x4)", with the download's size for
+    a model that is not on this machine yet."""
+    purpose = facts.get("purpose_label") or PURPOSES.get(facts.get("purpose") or "", "")
+    label = f"{purpose}: {facts['name']}" if purpose else facts["name"]
+    details = [f"x{facts['scale']}"] if facts.get("scale") else []
+    if "download_bytes" in facts:
+        size = facts["download_bytes"]
+        details.append(f"downloads {_megabytes(size)}" if size else "downloads on first use")
+    return f"{label} ({', '.join(details)})" if details else label
+
+
+def ordered_models(models: list[dict]) -> list[dict]:
+    """By purpose (photos, anime, video, then the rest), the default first within one."""
+    order = list(PURPOSES)
+
+    def key(item: tuple[int, dict]) -> tuple:
+        index, facts = item
+        purpose = facts.get("purpose")
+        rank = order.index(purpose) if purpose in order else len(order)
+        return rank, not facts.get("default"), index
+
+    return [facts for _, facts in sorted(enumerate(models), key=key)]
+
+
+def model_choice(engine: Engine | None) -> tuple[Gimp.Choice, str]:
+    """The model argument's choice and its default (see ``offered_models``); when running,
+    labelled as the engine has them (models it already holds say no download)."""
+    models = offered_models()
+    replies = engine.models if engine is not None else {}
+    choice = Gimp.Choice.new()
+    for index, facts in enumerate(models):
+        if facts["name"] in replies:
+            facts = _worker_facts(replies[facts["name"]], facts)
+        choice.add(facts["name"], index, model_label(facts), facts.get("description", ""))
+    default = next((f["name"] for f in models if f.get("default")), models[0]["name"])
+    return choice, default
+
+
+def device_choice(engine: Engine | None) -> Gimp.Choice:
+    """Every device name a script may pass; when running, those the engine reports carry
+    their names and free memory, the others are greyed out. (Built whole each time: GIMP
+    3.0.4 crashes when an entry of a choice is replaced.)"""
+    devices = engine.devices if engine is not None else None
+    reported = {d.get("name"): d for d in devices or []}
+    cuda = [d for d in devices or [] if str(d.get("name", "")).startswith("cuda")]
+    choice = Gimp.Choice.new()
+    for index, (nick, label) in enumerate(DEVICE_LABELS.items()):
+        device = reported.get(nick) or (cuda[0] if nick == "cuda" and cuda else None)
+        choice.add(nick, index, device_label(device) if device else label, "")
+        if devices is not None and device is None and nick != "auto":
+            choice.set_sensitive(nick, False)
+    return choice
+
+
+def precision_choice() -> Gimp.Choice:
+    choice = Gimp.Choice.new()
+    for index, (nick, label) in enumerate(PRECISIONS.items()):
+        choice.add(nick, index, label, FAST_COST if nick == "fast" else "")
+    return choice
+
+
+def device_label(device: dict) -> str:
+    """A reported device as the list shows it: the CPU's label, a GPU's name and free memory."""
+    label = device.get("label") or device.get("name", "?")
+    name = device.get("name", "")
+    if name and name not in label:
+        label = f"{label} ({name})"
+    free = device.get("free_bytes")
+    if isinstance(free, int) and device.get("kind") != "cpu":
+        label = f"{label}, {_megabytes(free)} free"
+    return label
+
+
+def wire_precision(precision: str, device: str, devices: list[dict] | None) -> str:
+    """The worker's precision for the dialog's choice: Exact is fp32; Fast is the reduced
+    precision the device is fast in ("auto" lets the engine choose when that is unknown)."""
+    if precision != "fast":
+        return "fp32"
+    if not devices:
+        return "auto"
+    if device in ("auto", "cuda"):
+        gpus = [d for d in devices if d.get("kind") not in ("cpu", None)]
+        chosen = gpus[0] if gpus else next((d for d in devices if d.get("kind") == "cpu"), None)
+    else:
+        chosen = next((d for d in devices if d.get("name") == device), None)
+    return (chosen or {}).get("fast") or "fp32"
+
+
+# -- what the dialog says: result size, memory, time ----------------------------------------
+
+
+def result_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def parse_memsize(text: str) -> int | None:
+    """GIMP's memory sizes ("12341892k", "4G", "512M", "1048576") in bytes."""
+    text = (text or "").strip()
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    try:
+        if text and text[-1].lower() in units:
+            return int(float(text[:-1]) * units[text[-1].lower()])
+        return int(text)
+    except ValueError:
+        return None
+
+
+def tile_cache_bytes() -> int | None:
+    """GIMP's tile cache (Edit > Preferences > System Resources): past it GIMP swaps image
+    data to disk and every step slows down."""
+    try:
+        return parse_memsize(Gimp.gimprc_query("tile-cache-size"))
+    except Exception:  # noqa: BLE001 - not every GIMP answers: no warning then
+        return None
+
+
+def image_bytes_after(image: Gimp.Image, source: Gimp.Drawable, scale: float) -> int:
+    """Memory the image holds after the upscale: every layer scaled with the image, plus
+    the new layer."""
+    total = 0
+    for layer in [*image.get_layers(), source]:
+        try:
+            bpp = Babl.format_get_bytes_per_pixel(layer.get_format())
+        except Exception:  # noqa: BLE001 - an older babl: assume float RGBA
+            bpp = 16
+        width, height = result_size(layer.get_width(), layer.get_height(), scale)
+        total += width * height * bpp
+    return total
+
+
+def size_warning(image: Gimp.Image, source: Gimp.Drawable, scale: float,
+                 cache: int | None) -> str:
+    """One sentence when the result is too large to make or to hold comfortably, else ""."""
+    width, height = result_size(source.get_width(), source.get_height(), scale)
+    if width * height > MAX_RESULT_PIXELS or max(width, height) > MAX_IMAGE_SIDE:
+        return (f"Too large: {width} × {height} px is more than the engine's limit of "
+                f"{MAX_RESULT_PIXELS // 1_000_000} megapixels; choose a smaller scale.")
+    needed = image_bytes_after(image, source, scale)
+    if cache and needed > cache:
+        return (f"Large: the image will need about {_megabytes(needed)}, more than GIMP's "
+                f"tile cache ({_megabytes(cache)}, Edit > Preferences > System Resources), "
+                "so GIMP will swap to disk and slow down.")
+    return ""
+
+
+def duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under a second"
+    if seconds < 90:
+        return f"about {round(seconds)} s"
+    if seconds < 90 * 60:
+        return f"about {round(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
+def speed_key(model: str, device: str, precision: str) -> str:
+    return f"{model}|{device}|{precision}"
+
+
+def read_speeds(text: str) -> dict[str, float]:
+    try:
+        speeds = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(speeds, dict):
+        return {}
+    return {k: float(v) for k, v in speeds.items()
+            if isinstance(k, str) and isinstance(v, (int, float)) and v > 0}
+
+
+def remember_speed(config, key: str, pixels_per_second: float) -> None:
+    """Keep the last run's speed in the procedure's settings (GIMP saves them with the last
+    values), the most recent first, at most 24."""
+    speeds = read_speeds(config.get_property("speeds"))
+    speeds.pop(key, None)
+    kept = {key: round(pixels_per_second, 1), **dict(list(speeds.items())[:23])}
+    config.set_property("speeds", json.dumps(kept))
+
+
+# -- the engine, asked before and while the dialog is open ---------------------------------
+
+
+class Engine:
+    """The worker the dialog talks to: what it reports (models on disk, devices) and the
+    speeds it measures in a background thread, so the dialog never waits on it. The same
+    client then does the upscale, with its model already loaded."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.models: dict[str, dict] = {}
+        self.devices: list[dict] | None = None
+        self.measured: dict[str, float] = {}
+        self.failed: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._wanted: tuple | None = None
+        self._thread: threading.Thread | None = None
+
+    def ask(self) -> None:
+        """What the worker offers (on the main thread, before the dialog)."""
+        realscale_client = _client_module()
+        try:
+            self.models = {m["name"]: m for m in self.client.models()}
+        except realscale_client.WorkerError as exc:
+            raise _worker_failure(exc) from exc
+        if hasattr(self.client, "devices"):
+            try:
+                self.devices = list(self.client.devices())
+            except realscale_client.WorkerError:
+                self.devices = None  # an engine without the request: names only
+
+    def can_measure(self) -> bool:
+        return hasattr(self.client, "measure")
+
+    def measure(self, key: str, model: str, device: str, precision: str, done) -> None:
+        """Measure in the background (latest request wins); ``done()`` runs on the GTK main
+        loop afterwards."""
+        with self._lock:
+            self._wanted = (key, model, device, precision, done)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, daemon=True)
+                self._thread.start()
+
+    def busy(self) -> bool:
+        with self._lock:
+            return self._wanted is not None or (
+                self._thread is not None and self._thread.is_alive())
+
+    def wait(self) -> None:
+        """Let a measurement finish before the client does anything else."""
+        with self._lock:
+            self._wanted = None
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                wanted, self._wanted = self._wanted, None
+                if wanted is None:
+                    return
+            key, model, device, precision, done = wanted
+            if key not in self.measured and key not in self.failed:
+                try:
+                    reply = self.client.measure(model, device=device, precision=precision)
+                    self.measured[key] = float(reply["pixels_per_second"])
+                except Exception as exc:  # noqa: BLE001 - said in the dialog, never raised
+                    self.failed[key] = str(exc).strip() or type(exc).__name__
+            GLib.idle_add(done)
+
+
+# -- the dialog -----------------------------------------------------------------------------
+
+
+class UpscaleDialog:
+    """GIMP's procedure dialog for the arguments, with lines under them that follow the
+    choices: the result's size, the time it will take, a warning for a result too large to
+    hold, and what Fast costs."""
+
+    INFO = ("size-info", "estimate-info", "warning-info", "precision-info")
+
+    def __init__(self, procedure, config, image, source, engine: Engine | None) -> None:
+        gi.require_version("GimpUi", "3.0")
+        from gi.repository import GimpUi
+
+        GimpUi.init(BINARY)
+        self.config, self.image, self.source, self.engine = config, image, source, engine
+        self.cache = tile_cache_bytes()
+        self.dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config, title=TITLE)
+        self.labels = {name: self.dialog.get_label(name, "", False, False) for name in self.INFO}
+        for label in self.labels.values():
+            label.set_xalign(0.0)
+            label.set_line_wrap(True)
+            label.set_max_width_chars(60)
+        self.dialog.fill(["model", "scale", "size-info", "device", "precision",
+                          "precision-info", "tile", "estimate-info", "warning-info"])
+        self.labels["precision-info"].set_text(FAST_COST)
+        for name in ("model", "scale", "device", "precision"):
+            config.connect(f"notify::{name}", lambda *_: self.update())
+        self.update()
+
+    def settings(self) -> dict:
+        return _settings(self.config, self.engine.devices if self.engine else None)
+
+    def update(self) -> bool:
+        settings = self.settings()
+        width, height = self.source.get_width(), self.source.get_height()
+        new_w, new_h = result_size(width, height, settings["scale"])
+        self.labels["size-info"].set_text(f"{width} × {height} → {new_w} × {new_h} px")
+        self.labels["warning-info"].set_text(
+            size_warning(self.image, self.source, settings["scale"], self.cache))
+        self.labels["estimate-info"].set_text(self.estimate(settings, width * height))
+        return False  # as a GLib idle callback: once
+
+    def estimate(self, settings: dict, pixels: int) -> str:
+        key = speed_key(settings["model"], settings["device"], settings["precision"])
+        engine = self.engine
+        if engine is not None and key in engine.measured:
+            seconds = pixels / engine.measured[key]
+            return f"Time: {duration(seconds)} (speed measured just now on this device)."
+        remembered = read_speeds(self.config.get_property("speeds")).get(key)
+        if remembered:
+            return f"Time: {duration(pixels / remembered)} (speed of the last upscale)."
+        if engine is None or not engine.can_measure():
+            return "Time: unknown until the first upscale with these settings."
+        facts = engine.models.get(settings["model"], {})
+        if "download_bytes" in facts:
+            return "Time: measured once the model is downloaded (with the first upscale)."
+        if key in engine.failed:
+            return f"Time: could not be measured ({engine.failed[key]})."
+        engine.measure(key, settings["model"], settings["device"],
+                       settings["wire_precision"], self.update)
+        return "Time: measuring the speed on this device…"
+
+    def run(self) -> bool:
+        script = os.environ.get(DIALOG_SCRIPT)
+        if script:
+            _drive(self, script)
+        try:
+            return bool(self.dialog.run())
+        finally:
+            self.dialog.destroy()
+
+
+def _settings(config, devices: list[dict] | None) -> dict:
+    model = (config.get_property("model") or "").strip()
+    device = (config.get_property("device") or "").strip() or "auto"
+    precision = config.get_property("precision") or "exact"
+    return {"model": model, "scale": config.get_property("scale"),
+            "tile": config.get_property("tile"), "device": device, "precision": precision,
+            "wire_precision": wire_precision(precision, device, devices)}
+
+
+# -- tests drive the real dialog through a script ------------------------------------------
+
+DIALOG_SCRIPT = "REALSCALE_GIMP_DIALOG"
+"""Tests only: a JSON file saying what to set in the dialog, where to record what it shows
+(and a picture of it), and which button to press."""
+
+
+def _drive(dialog: UpscaleDialog, path: str) -> None:
+    with open(path, encoding="utf-8") as handle:
+        script = json.load(handle)
+    state = {"step": "start", "deadline": time.monotonic() + float(script.get("timeout", 120))}
+    initial = {name: dialog.config.get_property(name)
+               for name in ("model", "scale", "tile", "device", "precision")}
+
+    def tick() -> bool:
+        if state["step"] == "start":
+            for name, value in script.get("set", {}).items():
+                dialog.config.set_property(name, value)  # as a user's pick: the same notify
+            state["step"] = "settle"
+            return True
+        engine = dialog.engine
+        if engine is not None and engine.busy() and time.monotonic() < state["deadline"]:
+            return True
+        while Gtk.events_pending():
+            Gtk.main_iteration()
+        record = {"initial": initial,
+                  "config": {name: dialog.config.get_property(name) for name in initial},
+                  "labels": {name: label.get_text() for name, label in dialog.labels.items()},
+                  "choices": _choices(dialog)}
+        if script.get("snapshot"):
+            _snapshot(dialog.dialog, script["snapshot"])
+        with open(script["record"], "w", encoding="utf-8") as out:
+            json.dump(record, out, indent=1)
+        response = Gtk.ResponseType.OK if script.get("respond") == "ok" else (
+            Gtk.ResponseType.CANCEL)
+        dialog.dialog.response(response)
+        return False
+
+    gi.require_version("Gtk", "3.0")
+    from gi.repository import Gtk
+
+    GLib.timeout_add(300, tick)
+
+
+def _choices(dialog: UpscaleDialog) -> dict:
+    found = {}
+    for name in ("model", "device", "precision"):
+        spec = dialog.config.find_property(name)
+        choice = Gimp.param_spec_choice_get_choice(spec)
+        found[name] = [[nick, choice.get_label(nick)] for nick in choice.list_nicks()]
+    return found
+
+
+def _snapshot(window, path: str) -> None:
+    gi.require_version("Gdk", "3.0")
+    from gi.repository import Gdk
+
+    gdk_window = window.get_window()
+    pixbuf = Gdk.pixbuf_get_from_window(gdk_window, 0, 0, gdk_window.get_width(),
+                                        gdk_window.get_height())
+    pixbuf.savev(path, "png", [], [])
+
+
+# -- the plug-in ----------------------------------------------------------------------------
+
+
 class RealscaleUpscale(Gimp.PlugIn):
     """The plug-in: one image procedure."""
 
@@ -287,54 +862,61 @@ class RealscaleUpscale(Gimp.PlugIn):
             "Upscale a layer with Real-ESRGAN into a new layer",
             "Enlarges the image by the scale and adds the layer upscaled by a Real-ESRGAN "
             "model above it (the source layer is kept, hidden), in one undo step. The work "
-            "is done by the realscale worker (`realscale install gimp`). Models: "
-            "realesrgan-x4plus (photos), realesrgan-x4plus-anime, realesr-animevideov3 (x4, "
-            "-x2, -x3; fast), or any name `realscale models` lists.",
+            "is done by the realscale engine. Scripts pass the model and the device by name "
+            "(\"realesrgan-x4plus\", \"cpu\", \"cuda:0\"), the precision as \"exact\" (fp32) "
+            "or \"fast\" (bf16 or fp16, as fast as the device allows).",
             name,
         )
         procedure.set_attribution("realscale", "realscale contributors", "2025")
         flags = GObject.ParamFlags.READWRITE
-        procedure.add_string_argument(
-            "model", "_Model", "Real-ESRGAN model name (see `realscale models`)",
-            DEFAULT_MODEL, flags)
+        engine = run_engine()
+        models, default_model = model_choice(engine)
+        procedure.add_choice_argument(
+            "model", "_Model", "What the picture is, and the Real-ESRGAN model for it",
+            models, default_model, flags)
         procedure.add_double_argument(
-            "scale", "_Scale", "How many times larger the image becomes", 1.0, 16.0, 4.0,
+            "scale", "S_cale", "How many times larger the image becomes", 1.0, 16.0, 4.0,
             flags)
         procedure.add_int_argument(
             "tile", "_Tile size", "Tile size in pixels; 0 chooses one automatically", 0,
             16384, 0, flags)
-        procedure.add_string_argument(
-            "device", "_Device", "auto, cpu, cuda, cuda:N or mps", "auto", flags)
+        procedure.add_choice_argument(
+            "device", "_Device", "Where the model runs", device_choice(engine), "auto",
+            flags)
+        procedure.add_choice_argument(
+            "precision", "P_recision", FAST_COST, precision_choice(), "exact", flags)
+        procedure.add_string_aux_argument(
+            "speeds", "Speeds", "Input pixels per second of the last upscales (JSON)", "{}",
+            flags)
         return procedure
 
     def run(self, procedure, run_mode, image, drawables, config, _data):
-        if run_mode == Gimp.RunMode.INTERACTIVE and not _dialog(procedure, config):
-            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+        engine = None
         try:
-            upscale_layer(image, drawables, config.get_property("model"),
-                          config.get_property("scale"), config.get_property("tile"),
-                          config.get_property("device"))
+            engine = run_engine()
+            if engine is None:
+                raise _shared["engine_error"]
+            if run_mode == Gimp.RunMode.INTERACTIVE:
+                source = _check_drawables(drawables)
+                dialog = UpscaleDialog(procedure, config, image, source, engine)
+                if not dialog.run():
+                    return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+                engine.wait()
+            settings = _settings(config, engine.devices)
+            speed = upscale_layer(image, drawables, engine.client, settings)
+            if run_mode != Gimp.RunMode.NONINTERACTIVE:
+                remember_speed(config, speed_key(settings["model"], settings["device"],
+                                                 settings["precision"]), speed)
         except PluginError as exc:
             return _failure(procedure, str(exc))
         except Exception as exc:  # GIMP shows nothing for an uncaught error
             return _failure(procedure, f"unexpected error: {type(exc).__name__}: {exc}")
         finally:
             Gimp.progress_end()
+            if engine is not None:
+                engine.client.close()
         Gimp.displays_flush()
         return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
-
-
-def _dialog(procedure, config) -> bool:
-    gi.require_version("GimpUi", "3.0")
-    from gi.repository import GimpUi
-
-    GimpUi.init(BINARY)
-    dialog = GimpUi.ProcedureDialog(procedure=procedure, config=config, title=TITLE)
-    dialog.fill(["model", "scale", "tile", "device"])
-    try:
-        return bool(dialog.run())
-    finally:
-        dialog.destroy()
 
 
 def _failure(procedure, text: str):

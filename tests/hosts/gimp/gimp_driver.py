@@ -32,7 +32,13 @@ PROCEDURE = "plug-in-realscale-upscale"
 def _describe_procedure(proc):
     args = []
     for spec in proc.get_arguments():
-        args.append({"name": spec.name, "type": spec.value_type.name})
+        arg = {"name": spec.name, "type": spec.value_type.name,
+               "spec": type(spec).__gtype__.name}
+        if isinstance(spec, Gimp.ParamChoice):  # nicks in order, with labels and the default
+            choice = Gimp.param_spec_choice_get_choice(spec)
+            arg["choices"] = [[nick, choice.get_label(nick)] for nick in choice.list_nicks()]
+            arg["default"] = Gimp.param_spec_choice_get_default(spec)
+        args.append(arg)
     return {
         "menu_label": proc.get_menu_label(),
         "menu_paths": list(proc.get_menu_paths()),
@@ -81,6 +87,9 @@ def _open(case):
         path.bezier_stroke_new_ellipse(x, y, rx, ry, 0.0)
         layer = Gimp.VectorLayer.new(image, path)
         layer.set_fill_color(Gegl.Color.new(VECTOR_FILL))
+    elif make == "blank":  # a large plain layer, for the dialog's size checks
+        layer = Gimp.Layer.new(image, "blank", width, height, Gimp.ImageType.RGB_IMAGE, 100.0,
+                               Gimp.LayerMode.NORMAL)
     elif make == "link":
         layer = Gimp.LinkLayer.new(image, Gio.File.new_for_path(case["input"]))
     else:
@@ -92,6 +101,9 @@ def _open(case):
 
 def _prepare(image, case):
     layer = image.get_layers()[0]
+    if case.get("crop"):  # (x, y, width, height) of a large test image, as a user crops it
+        x, y, width, height = case["crop"]
+        image.crop(width, height, x, y)
     if case.get("precision"):
         image.convert_precision(getattr(Gimp.Precision, case["precision"]))
     if case.get("indexed"):
@@ -104,13 +116,18 @@ def _prepare(image, case):
     return layer
 
 
-def _run_procedure(proc, image, drawables, args):
+def _run_procedure(proc, image, drawables, args, run_mode="NONINTERACTIVE"):
     cfg = proc.create_config()
-    cfg.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    cfg.set_property("run-mode", getattr(Gimp.RunMode, run_mode))
     cfg.set_property("image", image)
     cfg.set_core_object_array("drawables", drawables)
     for name, value in args.items():
         cfg.set_property(name, value)
+    # GIMP refuses a value a choice argument does not offer (the property keeps its
+    # default, with a warning): a script sees that before anything runs.
+    refused = {name: value for name, value in args.items() if cfg.get_property(name) != value}
+    if refused:
+        return "refused", f"not accepted by the procedure: {refused}", 0.0
     started = time.monotonic()
     result = proc.run(cfg)
     seconds = time.monotonic() - started
@@ -161,6 +178,9 @@ def _run_case(proc, case):
     if trace:  # the plug-in appends its progress values after this marker
         with open(trace, "a") as f:
             f.write(f"# {case['name']}\n")
+    if case.get("dialog") is not None:  # what the plug-in's dialog does in this case
+        with open(os.environ["REALSCALE_GIMP_DIALOG"], "w") as f:
+            json.dump(case["dialog"], f)
     image = _open(case)
     try:
         layer = _prepare(image, case)
@@ -169,7 +189,8 @@ def _run_case(proc, case):
         if case.get("source_raw"):  # the source's pixels as GIMP renders them, before the run
             out["source_bytes"] = _dump(layer, case["raw_format"], case["source_raw"])
         drawables = [] if case.get("no_drawables") else [layer]
-        status, message, seconds = _run_procedure(proc, image, drawables, case["args"])
+        status, message, seconds = _run_procedure(proc, image, drawables, case["args"],
+                                                  case.get("run_mode", "NONINTERACTIVE"))
         out.update(status=status, message=message, seconds=round(seconds, 2))
         out["after"] = _describe_image(image)
         if status == "success":

@@ -179,10 +179,15 @@ class GimpSession:
             "XDG_DATA_HOME": str(self.dir / "data"), "XDG_CACHE_HOME": str(self.dir / "cache"),
         })
 
-    def run(self, cases: list[dict], *, env: dict[str, str] | None = None) -> dict:
+    def run(self, cases: list[dict], *, env: dict[str, str] | None = None,
+            display: str | None = None) -> dict:
         """Run the driver over ``cases`` in one gimp-console; return its results, with the
         console output under ``log``. Fails the test if GIMP does not finish or the driver
-        could not report."""
+        could not report.
+
+        ``display``: an X display (Xvfb) for the plug-in's dialogs. GTK then needs /proc and
+        /dev/shm in the chroot (GIMP 3.2's image loaders run sandboxed through bwrap), which
+        are mounted in a private mount namespace that vanishes with the run."""
         self.runs += 1
         job = self.file(f"job-{self.runs}.json")
         result = self.file(f"result-{self.runs}.json")
@@ -199,8 +204,12 @@ class GimpSession:
         }
         if self.gimp3_directory:
             variables["GIMP3_DIRECTORY"] = f"{inner}/gimp"
+        if display:
+            variables["DISPLAY"] = display
         variables.update(env or {})
-        command = ["chroot", str(self.root), "/usr/bin/env", "-i",
+        namespace = ["unshare", "--mount", "--propagation", "private", "sh", "-c", _MOUNTED,
+                     "realscale-gimp-chroot", str(self.root)] if display else []
+        command = [*namespace, "chroot", str(self.root), "/usr/bin/env", "-i",
                    *(f"{key}={value}" for key, value in variables.items()),
                    self.host.console, "-i", "--no-data", "--no-fonts",
                    "--batch-interpreter=python-fu-eval", "-b", "-", "--quit"]
@@ -222,6 +231,16 @@ class GimpSession:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+_MOUNTED = """set -e
+root=$1; shift
+mount -t proc proc "$root/proc"
+mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
+exec "$@"
+"""
+"""Runs inside ``unshare --mount``: ROOT, then the command; the mounts live only in this
+private namespace and end with its last process."""
+
+
 def _run_group(command: list[str], stdin: str, timeout: float) -> tuple[int, str]:
     """Run ``command`` in its own process group; on timeout kill the whole group (GIMP
     and its plug-in processes)."""
@@ -240,6 +259,47 @@ def _run_group(command: list[str], stdin: str, timeout: float) -> tuple[int, str
         pytest.fail(f"gimp-console did not finish within {timeout:.0f} s; its output, with "
                     f"the Python stacks at the end:\n{out[-8000:]}")
     return proc.returncode, out
+
+
+class Xvfb:
+    """This machine's Xvfb, for the plug-in's dialogs. The chroot shares the network
+    namespace, so GTK inside reaches it through its abstract socket."""
+
+    def __init__(self) -> None:
+        exe = shutil.which("Xvfb")
+        if exe is None:
+            pytest.fail("the GIMP dialog tests need Xvfb on this machine: install xvfb")
+        read, write = os.pipe()
+        self.proc = subprocess.Popen(
+            [exe, "-displayfd", str(write), "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+            pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True)
+        os.close(write)
+        number = b""
+        deadline = time.monotonic() + 30
+        while not number.endswith(b"\n") and time.monotonic() < deadline:
+            ready, _, _ = select.select([read], [], [], 0.5)
+            if ready:
+                chunk = os.read(read, 16)
+                if not chunk:
+                    break
+                number += chunk
+        os.close(read)
+        if not number.strip().isdigit():
+            self.close()
+            pytest.fail(f"Xvfb did not start: {self.proc.stderr.read().decode()[-2000:]}")
+        self.display = f":{number.decode().strip()}"
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
 
 
 class TcpWorker:

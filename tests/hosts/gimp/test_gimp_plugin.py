@@ -39,6 +39,7 @@ from gimp_host import (
     REPO,
     GimpSession,
     TcpWorker,
+    Xvfb,
     build_chroot,
     closed_port,
 )
@@ -47,7 +48,11 @@ from PIL import Image
 from helpers import data_file
 
 FAST = "realesr-animevideov3"  # compact x4 model: quick on a CPU
-PROCEDURE_ARGS = ["run-mode", "image", "drawables", "model", "scale", "tile", "device"]
+PROCEDURE_ARGS = ["run-mode", "image", "drawables", "model", "scale", "tile", "device",
+                  "precision"]
+CHOICES = ("model", "device", "precision")
+PURPOSE_LABELS = {"photo": "Photos and real-world images", "anime": "Anime and illustrations",
+                  "video": "Video frames, fast"}
 HOSTS = {host.version: host for host in GIMPS}
 PLUGIN_FILE = Path("realscale-upscale") / "realscale-upscale.py"
 
@@ -116,6 +121,7 @@ class Runs:
         self._done: dict[Any, tuple[bool, Any]] = {}
         self._sessions: list[GimpSession] = []
         self._worker: TcpWorker | None = None
+        self._xvfb: Xvfb | None = None
 
     def _once(self, key: Any, make: Callable[[], Any]) -> Any:
         if key not in self._done:
@@ -133,6 +139,8 @@ class Runs:
             session.close()
         if self._worker is not None:
             self._worker.close()
+        if self._xvfb is not None:
+            self._xvfb.close()
 
     def chroot(self, version: str) -> Path:
         return self._once(("chroot", version), lambda: build_chroot(HOSTS[version]))
@@ -146,6 +154,11 @@ class Runs:
         if self._worker is None:
             self._worker = TcpWorker()
         return self._worker
+
+    def xvfb(self) -> Xvfb:
+        if self._xvfb is None:
+            self._xvfb = Xvfb()
+        return self._xvfb
 
     def expected(self) -> dict[str, dict[str, Path]]:
         """The crops, and ``realscale upscale`` of each (the same for every GIMP)."""
@@ -179,6 +192,48 @@ class Runs:
     def user(self, version: str) -> dict:
         return self._once(("user", version), lambda: self._user(version))
 
+    def dialogs(self, version: str) -> dict:
+        return self._once(("dialogs", version), lambda: self._dialogs(version))
+
+    def _dialogs(self, version: str) -> dict:
+        """The real dialog (``run-mode`` INTERACTIVE, GIMP on Xvfb), driven by the plug-in's
+        test script: the first GIMP picks the fast model at x2 on the CPU in Fast precision
+        and upscales; a second GIMP opens the dialog again (what it remembers) and upscales,
+        then opens it for a scale that needs more than GIMP's tile cache (set to 16 MB in
+        this session's gimprc) and for a result over the engine's limit, and cancels."""
+        gimp = self.session(version, "install")
+        (gimp.dir / "gimp" / "gimprc").write_text("(tile-cache-size 16M)\n")
+        config = gimp.file("worker.json")
+        config.write_text(json.dumps(self.worker().config))
+        photo = gimp.file("children-alpha.png")
+        shutil.copyfile(data_file("realesrgan-inputs", "children-alpha.png"), photo)
+
+        def case(name: str, dialog: dict, **more: Any) -> dict:
+            dialog = {"record": gimp.inner(gimp.file(f"{name}.json")), "respond": "cancel",
+                      **dialog}
+            return {"name": name, "input": gimp.inner(photo), "crop": [312, 136, 96, 96],
+                    "run_mode": "INTERACTIVE", "args": {}, "dialog": dialog, **more}
+
+        env = {"REALSCALE_WORKER_CONFIG": gimp.inner(config),
+               "REALSCALE_GIMP_DIALOG": gimp.inner(gimp.file("dialog.json"))}
+        display = self.xvfb().display
+        chosen = {"model": FAST, "scale": 2.0, "device": "cpu", "precision": "fast"}
+        first = gimp.run([case("choose", {"set": chosen, "respond": "ok"})], env=env,
+                         display=display)
+        second = gimp.run([
+            case("again", {"respond": "ok"}),
+            case("large", {"set": {"scale": 16.0}}),
+            {**case("too-large", {"set": {"scale": 16.0}}), "make": "blank",
+             "size": [1200, 1100], "crop": None},
+        ], env=env, display=display)
+        records = {}
+        for name in ("choose", "again", "large", "too-large"):
+            path = gimp.file(f"{name}.json")
+            records[name] = json.loads(path.read_text()) if path.is_file() else None
+        cases = {c["name"]: c for c in first["cases"] + second["cases"]}
+        return {"records": records, "cases": cases, "chosen": chosen,
+                "log": first["log"] + second["log"]}
+
     def _offline(self, version: str) -> dict:
         """The plug-in installed from the package zip, with no worker: the per-user client
         config in the chroot (no REALSCALE_WORKER_CONFIG) names an address where nothing
@@ -191,8 +246,9 @@ class Runs:
         config = gimp.dir / "config" / "realscale" / "worker.json"
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text(json.dumps({"version": 1, "address": address, "token": "not-a-token"}))
+        # The default model: offered however the plug-in learnt the models.
         results = gimp.run([{"name": "unreachable", "input": gimp.inner(crop),
-                             "args": _args(FAST, 4.0, 0)}])
+                             "args": _args("realesrgan-x4plus", 4.0, 0)}])
         return {"results": results, "address": address}
 
     def _upscaled(self, version: str) -> dict:
@@ -357,9 +413,50 @@ def test_procedure_registers(offline, version):
     assert proc["menu_label"] == "Upscale with Real-ESRGAN..."
     assert proc["menu_paths"] == ["<Image>/Filters/Enhance"]
     assert [a["name"] for a in proc["arguments"]] == PROCEDURE_ARGS
-    types = {a["name"]: a["type"] for a in proc["arguments"]}
-    assert (types["model"], types["scale"], types["tile"], types["device"]) == (
-        "gchararray", "gdouble", "gint", "gchararray")
+    args = {a["name"]: a for a in proc["arguments"]}
+    assert (args["scale"]["type"], args["tile"]["type"]) == ("gdouble", "gint")
+    for name in CHOICES:  # drop-downs in the dialog; names (strings) for scripts
+        assert args[name]["spec"] == "GimpParamChoice", args[name]
+        assert args[name]["type"] == "gchararray", args[name]
+    devices = [nick for nick, _ in args["device"]["choices"]]
+    assert devices[:2] == ["auto", "cpu"] and "cuda:0" in devices and "mps" in devices
+    assert args["device"]["default"] == "auto"
+    assert [nick for nick, _ in args["precision"]["choices"]] == ["exact", "fast"]
+    assert args["precision"]["default"] == "exact"
+
+
+def _expected_model_labels() -> list[list[str]]:
+    """The catalogue's models as the model argument must offer them: by purpose (photos,
+    anime, video), the default first within one, each labelled with its purpose, name and
+    scale, and the download's size where the weights are not shipped in a package."""
+    from realscale import catalogue
+
+    order = list(PURPOSE_LABELS)
+    entries = sorted(enumerate(catalogue.entries()), key=lambda item: (
+        order.index(item[1].purpose), not item[1].default, item[0]))
+    expected = []
+    for _, entry in entries:
+        details = [f"x{entry.scale}"]
+        if not entry.embedded:
+            sizes = [s.size for s in entry.sources if getattr(s, "size", None)]
+            details.append(f"downloads {max(1, round(sizes[0] / 1e6))} MB" if sizes
+                           else "downloads on first use")
+        expected.append([entry.name, f"{PURPOSE_LABELS[entry.purpose]}: {entry.name} "
+                                     f"({', '.join(details)})"])
+    return expected
+
+
+@pytest.mark.parametrize("source", ["zip", "install"])
+def test_model_choice_lists_the_catalogue_by_purpose(runs, version, source):
+    # zip: the package's plug-in reads the catalogue from the wheel it carries (no worker
+    # answers); install: `realscale install gimp` ships no wheel, and registration asks the
+    # configured worker.
+    results = (runs.offline(version) if source == "zip" else runs.upscaled(version))["results"]
+    args = {a["name"]: a for a in results["procedure"]["arguments"]}
+    assert args["model"]["choices"] == _expected_model_labels()
+    from realscale import catalogue
+
+    assert args["model"]["default"] == catalogue.default_name()
 
 
 @pytest.mark.parametrize("name", list(IMAGES))
@@ -493,9 +590,11 @@ def _assert_unchanged(case: dict) -> None:
     assert case["after"] == case["before"], "a failed upscale must leave the image unchanged"
 
 
-def test_unknown_model_is_a_readable_error(upscaled):
+def test_unknown_model_is_refused_by_the_procedure(upscaled):
+    # The model is a choice argument: GIMP itself refuses a name it does not offer, before
+    # the plug-in runs.
     case = upscaled["cases"]["bad-model"]
-    assert case["status"] == "execution-error"
+    assert case["status"] == "refused"
     assert "no-such-model" in (case["message"] or ""), case["message"]
     _assert_unchanged(case)
 
@@ -593,3 +692,61 @@ def test_link_layer_becomes_an_upscaled_raster_layer(upscaled_32):
     expected = _read(upscaled_32["cli"]["rgba8"])
     got = _raw(upscaled_32["gimp"], "link", np.uint8, expected.shape)
     _assert_same(got, expected, "the upscaled link layer (to the rgba8 crop)")
+
+
+# -- the dialog ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dialogs(runs: Runs, version: str) -> dict:
+    return runs.dialogs(version)
+
+
+def _record(dialogs: dict, name: str) -> dict:
+    record = dialogs["records"][name]
+    assert record is not None, f"the {name!r} dialog recorded nothing:\n{dialogs['log'][-4000:]}"
+    return record
+
+
+def test_dialog_offers_choices_and_upscales(dialogs):
+    record = _record(dialogs, "choose")
+    assert record["config"] == {**record["initial"], **dialogs["chosen"]}
+    assert [nick for nick, _ in record["choices"]["model"]] == [
+        nick for nick, _ in _expected_model_labels()]
+    assert [nick for nick, _ in record["choices"]["precision"]] == ["exact", "fast"]
+    case = dialogs["cases"]["choose"]
+    assert case["status"] == "success", case
+    new = case["after"]["layers"][0]
+    assert (new["width"], new["height"]) == (192, 192)
+
+
+def test_dialog_shows_the_result_size_and_time(dialogs):
+    labels = _record(dialogs, "choose")["labels"]
+    assert labels["size-info"] == "96 × 96 → 192 × 192 px"
+    assert labels["warning-info"] == ""
+    assert "Fast" in labels["precision-info"] and "PSNR" in labels["precision-info"]
+    assert labels["estimate-info"].startswith("Time: "), labels
+    # The second dialog knows the speed: measured by the engine, or the first upscale's.
+    again = _record(dialogs, "again")["labels"]["estimate-info"]
+    assert again.startswith("Time: ") and (
+        "(speed of the last upscale)" in again or "measured just now" in again), again
+
+
+def test_dialog_remembers_the_last_choices(dialogs):
+    # A new GIMP: the dialog opens with what the user chose and ran in the last one.
+    record = _record(dialogs, "again")
+    assert {k: record["initial"][k] for k in dialogs["chosen"]} == dialogs["chosen"]
+    assert dialogs["cases"]["again"]["status"] == "success"
+
+
+def test_dialog_warns_before_a_result_too_large(dialogs):
+    large = _record(dialogs, "large")["labels"]
+    assert large["size-info"] == "96 × 96 → 1536 × 1536 px"
+    assert "more than GIMP's tile cache (17 MB" in large["warning-info"], large
+    too_large = _record(dialogs, "too-large")["labels"]
+    assert too_large["size-info"] == "1200 × 1100 → 19200 × 17600 px"
+    assert too_large["warning-info"].startswith("Too large"), too_large
+    for name in ("large", "too-large"):  # cancelled: nothing changed
+        case = dialogs["cases"][name]
+        assert case["status"] == "cancel", case
+        _assert_unchanged(case)
