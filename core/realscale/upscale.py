@@ -10,24 +10,19 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import backends
+from . import backends, channels
 from .descriptor import ModelDescriptor
 from .errors import OutputSizeError, OutputTooLargeError, RealscaleError
 from .formats.decoded import DEFAULT_MAX_PIXELS
 from .loading import load_model
+from .options import check_tile
 from .resize import band_halo, resize_float
-from .tiling import TilePlan, process
+from .tiling import BORDER, OVERLAP, TilePlan, policy, process
 
 DEFAULT_MODEL = "realesrgan-x4plus"
-BORDER = 10
-"""Reflection padding at the image border, as the official realesrgan-ncnn-vulkan app uses."""
-OVERLAP = 8
 SINK_ROWS = 64
-UNPREMULTIPLY_EPSILON = 0.01
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 RESIZE_ROWS = 256
 """Output rows resized at a time for scales the model does not give."""
-_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -72,10 +67,8 @@ class Upscaler:
             )
             raise RealscaleError(msg)
         self.engine = backends.create_engine(self.model, backend, device, precision)
-        if tile != "auto" and (not isinstance(tile, int) or tile < 16):
-            msg = f"tile must be 'auto' or a whole number of at least 16 pixels, got {tile!r}"
-            raise RealscaleError(msg)
-        self.tile = tile
+        self.tile = check_tile(tile)
+        """The default tile size of ``upscale`` (``"auto"`` or pixels)."""
         self.overlap = overlap
         self.context = self.model.tile_context if context is None else context
 
@@ -93,11 +86,11 @@ class Upscaler:
         """The precision tiles currently run in (auto fp16 may have fallen back to fp32)."""
         return self.engine.precision
 
-    def plan(self, batch: int = 1) -> TilePlan:
-        """The tiling the next upscale will use."""
-        overhead = self.overlap + 2 * self.context
-        tile = self.engine.auto_tile(overhead, batch) if self.tile == "auto" else int(self.tile)
-        return TilePlan(tile, self.overlap, self.context, self.model.size_multiple)
+    def plan(self, batch: int = 1, tile: int | str | None = None) -> TilePlan:
+        """The tiling an upscale with ``tile`` (default: the constructor's) will use."""
+        return policy.plan(self.engine, self.tile if tile is None else check_tile(tile),
+                           context=self.context, multiple=self.model.size_multiple,
+                           overlap=self.overlap, batch=batch)
 
     def output_size(
         self, width: int, height: int, *, scale: float | None = None,
@@ -134,56 +127,50 @@ class Upscaler:
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
         max_pixels: int | None = None,
+        tile: int | str | None = None,
     ) -> np.ndarray:
         """Upscale an HWC (or HW) image of uint8, uint16 or float32 with 1 to 4 channels
         (L, LA, RGB, RGBA, straight alpha); the result has the same dtype and channels.
 
+        ``tile`` (``"auto"`` or pixels) is this call's tile size; None: the constructor's.
         The output size is checked first (see ``output_size``): a bad scale or a result
         larger than ``max_pixels`` is refused before any work or allocation."""
         pixels, squeeze = _check(image)
-        in_h, in_w, channels = pixels.shape
+        plan_tile = self.tile if tile is None else check_tile(tile)
+        in_h, in_w, count = pixels.shape
         out_w, out_h = self.output_size(
             in_w, in_h, scale=scale, fit_width=width, fit_height=height, max_pixels=max_pixels
         )
-        model_out = self._run_model(pixels, progress, cancel)
-        has_alpha = channels in (2, 4)
+        model_out = self._run_model(pixels, progress, cancel, plan_tile)
         if (out_w, out_h) != (model_out.shape[1], model_out.shape[0]):
-            model_out = _resize_in_bands(model_out, out_w, out_h, has_alpha)
+            model_out = _resize_in_bands(model_out, out_w, out_h, channels.has_alpha(count))
         return model_out[..., 0] if squeeze else model_out
 
     def _run_model(
-        self, pixels: np.ndarray, progress: ProgressCallback | None, cancel: CancelToken | None
+        self, pixels: np.ndarray, progress: ProgressCallback | None, cancel: CancelToken | None,
+        tile: int | str,
     ) -> np.ndarray:
         """The image at the model's scale, in the input's dtype and channels."""
-        height, width, channels = pixels.shape
+        height, width, count = pixels.shape
         s = self.scale
-        has_alpha = channels in (2, 4)
-        max_value = _MAX.get(pixels.dtype)
-        opaque = 1.0 if max_value is None else max_value
-        translucent = has_alpha and bool((pixels[..., -1] < opaque).any())
+        max_value = channels.MAX_VALUE.get(pixels.dtype)
+        translucent = channels.translucent(pixels)
         multiple = self.model.size_multiple
         extra_h = (-(height + 2 * BORDER)) % multiple
         extra_w = (-(width + 2 * BORDER)) % multiple
         # Padded in the input's own type: tiles are turned into floats one at a time.
         padded = _reflect_pad(pixels, BORDER, extra_h, extra_w)
 
-        result = np.empty((height * s, width * s, channels), dtype=pixels.dtype)
+        result = np.empty((height * s, width * s, count), dtype=pixels.dtype)
         top, left = BORDER * s, BORDER * s
 
         def run_tiles(regions: list[np.ndarray]) -> list[np.ndarray]:
             colours, alphas = [], []
             for region in regions:
-                work = _to_float(region)
-                colour = work[..., :-1] if has_alpha else work
-                if colour.shape[2] == 1:
-                    colour = np.repeat(colour, 3, axis=2)
-                if translucent:
-                    alpha = work[..., -1:]
-                    # Premultiplied colour: what lies under transparent pixels cannot bleed
-                    # into edges.
-                    colour = colour * alpha
-                    alphas.append(np.repeat(alpha, 3, axis=2))
+                colour, alpha = channels.network_input(region, translucent)
                 colours.append(colour)
+                if alpha is not None:
+                    alphas.append(alpha)
             out = self.engine.run(np.stack(colours + alphas))
             count = len(regions)
             if not translucent:
@@ -201,14 +188,14 @@ class Upscaler:
             # A few rows at a time: the float temporaries of post-processing stay small.
             for row in range(y0, y1, SINK_ROWS):
                 stop = min(row + SINK_ROWS, y1)
-                out = _postprocess(block[row - y : stop - y, x0 - x : x1 - x], channels,
-                                   translucent)
+                out = channels.network_output(block[row - y : stop - y, x0 - x : x1 - x],
+                                              count, translucent)
                 if max_value is not None:
                     out = np.rint(out * max_value)
                 result[row - top : stop - top, x0 - left : x1 - left] = out
 
-        batch = 2 if translucent else 1
-        plan = self.plan(batch)
+        batch = channels.passes(translucent)
+        plan = self.plan(batch, tile)
         side = plan.extent()
         group = self.engine.tiles_per_call(side, side, channels=batch * 3)
         process(
@@ -293,24 +280,10 @@ def _resize_in_bands(image: np.ndarray, width: int, height: int, has_alpha: bool
         first, last = top * step, bottom * step
         start = max(0, int(first) - halo)
         stop = min(in_rows, int(np.ceil(last)) + halo)
-        band = resize_float(_to_float(image[start:stop]), width, bottom - top,
+        band = resize_float(channels.to_float(image[start:stop]), width, bottom - top,
                             has_alpha=has_alpha, rows=(first - start, last - start))
-        out[top:bottom] = _from_float(band, image.dtype)
+        out[top:bottom] = channels.from_float(band, image.dtype)
     return out
-
-
-def _to_float(pixels: np.ndarray) -> np.ndarray:
-    max_value = _MAX.get(pixels.dtype)
-    if max_value is None:
-        return np.clip(pixels, 0.0, 1.0, dtype=np.float32)
-    return pixels.astype(np.float32) / np.float32(max_value)
-
-
-def _from_float(pixels: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    max_value = _MAX.get(np.dtype(dtype))
-    if max_value is None:
-        return pixels.astype(np.float32)
-    return np.rint(np.clip(pixels, 0.0, 1.0) * max_value).astype(dtype)
 
 
 def _reflect_pad(image: np.ndarray, border: int, extra_h: int, extra_w: int) -> np.ndarray:
@@ -318,24 +291,3 @@ def _reflect_pad(image: np.ndarray, border: int, extra_h: int, extra_w: int) -> 
     # A single row or column cannot be reflected; repeating it is the only sensible border.
     mode = "reflect" if min(image.shape[:2]) > 1 else "edge"
     return np.pad(image, pad, mode=mode)
-
-
-def _postprocess(band: np.ndarray, channels: int, translucent: bool) -> np.ndarray:
-    """Network output (RGB, or premultiplied RGB + alpha-as-RGB) to the input's channels."""
-    colour = np.clip(band[..., :3], 0.0, 1.0)
-    if translucent:
-        alpha_rgb = np.clip(band[..., 3:6], 0.0, 1.0)
-        alpha = (alpha_rgb @ LUMA)[..., None]
-        # Un-premultiply each channel by the same channel of the alpha pass: the network
-        # treats both passes alike, so its per-channel bias cancels and a white edge stays
-        # white instead of picking up a colour fringe. The small term that vanishes at full
-        # opacity keeps the division defined where both passes are (nearly) zero.
-        soft = UNPREMULTIPLY_EPSILON * (1.0 - alpha_rgb)
-        colour = np.clip((colour + soft) / (alpha_rgb + soft), 0.0, 1.0)
-    elif channels in (2, 4):
-        alpha = np.ones(colour.shape[:2] + (1,), dtype=np.float32)
-    if channels in (1, 2):
-        colour = (colour @ LUMA)[..., None]
-    if channels in (2, 4):
-        return np.concatenate([colour, alpha], axis=2)
-    return colour

@@ -11,7 +11,7 @@ import torch
 
 from helpers import assert_close_u8, rgb_crop
 from realscale import Upscaler, load_model
-from realscale.upscale import BORDER
+from realscale.tiling import BORDER
 
 # Real photos and anime frames, small crops: SRVGGNetCompact is the model auto runs in bf16.
 # Without its first convolution in fp32 the first two reach 3/255 at the 99.9th percentile.

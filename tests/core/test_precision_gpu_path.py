@@ -14,7 +14,8 @@ import torch
 from helpers import assert_close_u8, rgb_crop
 from realscale import devices, load_model
 from realscale.backends.torch import TorchEngine
-from realscale.upscale import BORDER, _reflect_pad
+from realscale.tiling import BORDER
+from realscale.upscale import _reflect_pad
 
 CPU = torch.device("cpu")
 

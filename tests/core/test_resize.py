@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from helpers import rgb_crop
-from realscale import upscale
+from realscale import channels, upscale
 from realscale.resize import resize_float
 
 
 def _whole(image: np.ndarray, width: int, height: int, has_alpha: bool) -> np.ndarray:
-    work = resize_float(upscale._to_float(image), width, height, has_alpha=has_alpha)
-    return upscale._from_float(work, image.dtype)
+    work = resize_float(channels.to_float(image), width, height, has_alpha=has_alpha)
+    return channels.from_float(work, image.dtype)
 
 
 def _source(kind: str) -> np.ndarray:

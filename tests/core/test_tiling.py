@@ -228,3 +228,23 @@ def test_grouped_tiles_fall_back_one_by_one_when_memory_runs_short(compact, monk
     result = grouped.upscale(pixels)
     assert batches and set(batches) == {1}, "after the failed batch, tiles go one by one"
     assert_close_u8(result, single, max_diff=1, p999=0)
+
+
+def test_tile_is_given_per_call(compact) -> None:
+    """``upscale(tile=...)`` tiles this call only: the same result as an Upscaler built with
+    that tile, the cached Upscaler's default untouched; the one tile check refuses the rest."""
+    from realscale import RealscaleError
+    from realscale.tiling import MIN_TILE
+
+    pixels = rgb_crop("00003.png", 72, 10, 10)
+    shared = Upscaler(compact, device="cpu")
+    built = Upscaler(compact, device="cpu", tile=MIN_TILE)
+    assert len(spans(72 + 20, built.plan())) >= 3
+    assert np.array_equal(shared.upscale(pixels, tile=MIN_TILE), built.upscale(pixels))
+    assert shared.tile == "auto" and shared.plan().tile > MIN_TILE
+    assert shared.plan(tile=MIN_TILE).tile == MIN_TILE
+    for bad in (MIN_TILE - 1, 0, "big", 32.0, True):
+        with pytest.raises(RealscaleError, match="auto or a whole number of at least 16"):
+            shared.upscale(pixels, tile=bad)
+        with pytest.raises(RealscaleError, match="auto or a whole number of at least 16"):
+            Upscaler(compact, device="cpu", tile=bad)

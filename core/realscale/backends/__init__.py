@@ -1,8 +1,9 @@
 """Backends that run a model on tiles: PyTorch (``torch.py``) and ONNX Runtime (``ort.py``).
 
-Both give a ``TileEngine``: ``run(batch NHWC float32) -> NHWC float32``, ``precision``,
-``auto_tile``. ``auto`` picks torch when it is installed, else ONNX Runtime, so a worker in a
-torch-free environment (``pip install realscale``, without the ``torch`` extra) needs no setting.
+Both give a ``TileEngine``: ``run(batch NHWC float32) -> NHWC float32``, ``precision``, and
+the facts the tiling policy sizes tiles from. ``auto`` picks torch when it is installed, else
+ONNX Runtime, so a worker in a torch-free environment (``pip install realscale``, without the
+``torch`` extra) needs no setting.
 Importing this package imports neither torch nor onnxruntime.
 """
 

@@ -1,4 +1,5 @@
-"""What every backend's engine does: run batches of tiles, fall back to fp32, size tiles."""
+"""What every backend's engine does: run batches of tiles, fall back to fp32, and tell the
+tiling policy (``tiling.policy``) what it needs to size tiles."""
 
 from __future__ import annotations
 
@@ -14,11 +15,6 @@ from ..devices import is_out_of_memory
 from ..tiling import TileOutOfMemory
 
 log = logging.getLogger("realscale.engine")
-
-FIXED_BYTES = 400 << 20
-"""Memory a forward pass needs whatever the tile size (tail strips, workspace)."""
-CPU_BUDGET_CAP = 6 << 30
-"""The most a CPU tile may use: past 1024 px, bigger CPU tiles do not run faster."""
 
 
 class TileEngine(ABC):
@@ -101,13 +97,7 @@ class TileEngine(ABC):
     def arch(self) -> Architecture:
         return architectures.get(self.model.architecture)
 
-    def auto_tile(self, overhead: int, batch: int = 1) -> int:
-        """The largest tile core whose forward pass fits in the free memory of the device."""
-        available = self.free_bytes()
-        budget = min(available // 4, CPU_BUDGET_CAP) if self.on_cpu else int(available * 0.6)
-        budget -= FIXED_BYTES * batch
-        side = int((max(budget, 0) / self.bytes_per_pixel(batch)) ** 0.5) - overhead
-        # Past the architecture's CPU ceiling, bigger CPU tiles do not run faster; they only
-        # cost memory.
-        ceiling = self.arch.cpu_tile_ceiling if self.on_cpu else 2048
-        return max(32, min(ceiling, side // 8 * 8))
+    @property
+    def cpu_tile_ceiling(self) -> int:
+        """Largest auto tile on a CPU (the architecture's)."""
+        return self.arch.cpu_tile_ceiling

@@ -30,7 +30,8 @@ from torch.nn import functional as F
 from .. import architectures
 from ..descriptor import ModelDescriptor
 from ..devices import Placement, available_ram, free_memory, torch_dtype
-from .base import FIXED_BYTES, TileEngine
+from ..tiling import policy
+from .base import TileEngine
 
 log = logging.getLogger("realscale.engine")
 
@@ -39,7 +40,6 @@ __all__ = ["TorchEngine"]
 COMPILE_ENV = "REALSCALE_COMPILE"
 """``1``: compile the network with torch.compile (first tile of each shape takes minutes for
 x4plus; later runs load the compiled code from the cache)."""
-MAX_BATCH = 8
 RECOMPILE_LIMIT = 64
 """Distinct tile shapes compiled before torch.compile gives up and runs eager."""
 
@@ -184,8 +184,8 @@ class TorchEngine(TileEngine):
             return max(1, min(count, self.max_batch))
         if not self._cuda:
             return count
-        per_tile = self.bytes_per_pixel(1) * rows * cols + FIXED_BYTES
-        return max(1, min(count, MAX_BATCH, int(self.free_bytes() * 0.6) // per_tile))
+        return policy.tiles_per_pass(self.free_bytes(), self.bytes_per_pixel(1), rows, cols,
+                                     count)
 
     def tiles_per_call(self, rows: int, cols: int, channels: int = 3) -> int:
         """On CUDA several tiles per call, so that one batch computes while the next uploads;
@@ -193,8 +193,7 @@ class TorchEngine(TileEngine):
         if not self._cuda:
             return super().tiles_per_call(rows, cols, channels)
         scale = self.model.scale
-        out_bytes = rows * scale * cols * scale * channels * 4
-        return max(1, min(MAX_BATCH, available_ram() // 8 // max(out_bytes, 1)))
+        return policy.tiles_per_call(available_ram(), rows * scale * cols * scale * channels * 4)
 
     def padded_shape(self, rows: int, cols: int) -> tuple[int, int]:
         """The shape a tile runs at: its own, or rounded up to the bucket (fixed shapes)."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import Cancelled, OutOfMemoryError
+from ..errors import Cancelled, OutOfMemoryError
 
 RunTile = Callable[[np.ndarray], np.ndarray]
 """(h, w, C) float32 input -> (h*scale, w*scale, C') float32 output."""
