@@ -27,6 +27,12 @@ SCHEMA_VERSION = 1
 _DATA_PACKAGE = "realscale.catalogue_data"
 _FILE_NAME = "catalogue.json"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+PURPOSES = MappingProxyType({
+    "photo": "Photos and real-world images",
+    "anime": "Anime and illustrations",
+    "video": "Video frames, fast",
+})
+"""What a model is made for (``purpose`` in the catalogue) and how dialogs say it."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,13 @@ class CatalogueEntry:
     credit: str
     sources: tuple[PackageSource | UrlSource, ...]
     default: bool = False
+    purpose: str = "photo"
+    """What the model is made for: ``photo``, ``anime`` or ``video`` (see PURPOSES)."""
+
+    @property
+    def purpose_label(self) -> str:
+        """The purpose as a dialog shows it ("Photos and real-world images", ...)."""
+        return PURPOSES[self.purpose]
 
     @property
     def embedded(self) -> bool:
@@ -208,6 +221,9 @@ def _entry(raw: object) -> CatalogueEntry:
     default = raw.get("default", False)
     if not isinstance(default, bool):
         raise ValueError(f"{name}: 'default' must be true or false")
+    purpose = raw.get("purpose")
+    if purpose not in PURPOSES:
+        raise ValueError(f"{name}: 'purpose' must be one of {', '.join(PURPOSES)}")
     entry = CatalogueEntry(
         name=name,
         architecture=architecture,
@@ -218,6 +234,7 @@ def _entry(raw: object) -> CatalogueEntry:
         credit=_text(raw, "credit"),
         sources=sources,
         default=default,
+        purpose=str(purpose),
     )
     _check_scale(entry)
     return entry

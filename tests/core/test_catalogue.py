@@ -220,11 +220,24 @@ def _break(change) -> dict:
         (lambda d: d["models"][0]["sources"][1].update(filename="../x.pth"), "plain file"),
         (lambda d: d["models"][0]["sources"][1].update(url="http://x/y.pth"), "https"),
         (lambda d: d["models"][0]["sources"][0].update(kind="zip"), "source kind"),
+        (lambda d: d["models"][0].update(purpose="portrait"), "'purpose' must be one of"),
+        (lambda d: d["models"][0].pop("purpose"), "'purpose' must be one of"),
     ],
 )
 def test_parse_rejects_damaged_catalogues(change, complaint: str) -> None:
     with pytest.raises(ValueError, match=complaint):
         catalogue.parse(_break(change))
+
+
+def test_every_model_says_what_it_is_for() -> None:
+    """Dialogs group models by purpose (issue 17): one of three, with the label they show."""
+    purposes = {entry.name: entry.purpose for entry in catalogue.entries()}
+    assert purposes["realesrgan-x4plus"] == "photo"
+    assert purposes["realesrgan-x4plus-anime"] == "anime"
+    assert {purposes[name] for name in purposes if "animevideov3" in name} == {"video"}
+    labels = {entry.purpose_label for entry in catalogue.entries()}
+    assert labels == {"Photos and real-world images", "Anime and illustrations",
+                      "Video frames, fast"}
 
 
 def test_parse_accepts_the_shipped_catalogue() -> None:
