@@ -464,11 +464,12 @@ def choose_backends(system: str, gpu: str | None) -> list[Backend]:
 
 
 def detect(folder: str | None = None, *, wheel: str | None = None,
-           search: Iterable[str] | None = None) -> Plan:
-    """Look at the machine (a second or two: each Python found is asked what it is)."""
+           search: Iterable[str] | None = None, python: PythonFound | None = None) -> Plan:
+    """Look at the machine (a second or two: each Python found is asked what it is, unless
+    ``python`` names the one to use)."""
     search = list(search) if search is not None else None
     wheel = wheel or bundled_wheel()
-    good, bad = find_pythons(search)
+    good, bad = ([python], []) if python is not None else find_pythons(search)
     uv = find_uv(search)
     gpu = nvidia_gpu(search)
     backends = choose_backends(sys.platform, gpu)
@@ -538,6 +539,7 @@ class SetupJob:
         self._thread: threading.Thread | None = None
         self._finished = threading.Event()
         self._log: Any = None
+        self._started = time.monotonic()
 
     # -- for the dialog ---------------------------------------------------------------
 
@@ -571,6 +573,7 @@ class SetupJob:
         return self.result
 
     def run(self) -> Result:
+        self._started = time.monotonic()
         try:
             os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
             self._log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115
@@ -611,7 +614,8 @@ class SetupJob:
     def phase(self, phase: str, message: str = "") -> None:
         label, start, _end = PHASES[phase]
         self._set(Progress(phase, label, start, message))
-        self.note(f"== {label}" + (f": {message}" if message else ""))
+        elapsed = time.monotonic() - self._started
+        self.note(f"== {label}" + (f": {message}" if message else "") + f" ({elapsed:.1f} s)")
 
     def within(self, part: float | None, message: str) -> None:
         """Progress inside the current phase (``part`` from 0 to 1, None: unknown)."""
@@ -736,12 +740,12 @@ def update(config: str | None = None, *, wheel: str | None = None,
             return Result(False, "There is no engine set up by the plug-in to update; "
                           "set one up instead.")
         job.phase("python")
-        plan = detect(info.folder, wheel=wheel, search=search)
         record = _read_record(info.folder) or {}
+        earlier = _python_found(str(record.get("base_python", "")))  # the Python used before
+        plan = detect(info.folder, wheel=wheel, search=search, python=earlier)
         backend = next((b for b in plan.backends if b.name == record.get("backend")),
                        BACKENDS.get(str(record.get("backend")), plan.backend))
-        previous = _python_found(str(record.get("base_python", "")))
-        return _install(job, plan, backend, info.folder, previous or plan.python, config)
+        return _install(job, plan, backend, info.folder, plan.python, config)
 
     return SetupJob(work, "update", on_progress, logs)
 
@@ -777,7 +781,7 @@ def _install(job: SetupJob, plan: Plan, backend: Backend, folder: str,
         env_python = _env_python(env)
         _pip_install(job, env_python, plan.wheel, backend)
         job.phase("check", "starting the worker")
-        version = _hello(job, env_python)
+        version, device = _hello(job, env_python)
         if version != plan.version:
             raise _Stop(Result(False, f"The new engine reports realscale {version}, not "
                                f"{plan.version}: reinstall the plug-in."))
@@ -806,9 +810,19 @@ def _install(job: SetupJob, plan: Plan, backend: Backend, folder: str,
         if os.path.basename(other) != os.path.basename(env):
             job.note(f"removing the earlier environment {other}")
             _remove_tree(other)
-    info = engine_info(config)
+    device = device or _DEVICES.get(backend.name, backend.label)
+    info = EngineInfo(config or _client.config_path(), python=env_python, folder=folder,
+                      managed=True, version=version, protocol=_client.PROTOCOL_VERSION,
+                      backend=backend.name, device=device, size_bytes=_size(env),
+                      message=f"realscale {version} in {folder}, running on {device}.")
     return Result(True, f"realscale {version} is set up in {folder} ({backend.label}).",
                   engine=info)
+
+
+_DEVICES = {"cpu": "the CPU (ONNX Runtime)", "cuda": "the NVIDIA GPU (PyTorch)",
+            "directml": "the GPU (DirectML)", "coreml": "CoreML (ONNX Runtime)",
+            "mps": "the Apple GPU (PyTorch)"}
+"""What to call the device when the worker cannot be asked (before the ``devices`` request)."""
 
 
 def _python_from_uv(job: SetupJob, plan: Plan) -> PythonFound:
@@ -907,18 +921,24 @@ def _short(name: str) -> str:
     return f"{parts[0]} {parts[1]}" if base.endswith(".whl") and len(parts) > 2 else base
 
 
-def _hello(job: SetupJob, env_python: str) -> str:
-    """Start the new environment's worker through the host client and ask its version."""
+def _hello(job: SetupJob, env_python: str) -> tuple[str, str | None]:
+    """Start the new environment's worker through the host client: (its realscale version,
+    the device it would use, where the worker answers ``devices``)."""
     client = _client.WorkerClient(python=env_python)
     try:
         status = client.status()
         models = client.models()
+        device = None
+        with contextlib.suppress(_client.WorkerError, AttributeError, KeyError, IndexError):
+            first = client.devices()[0]  # newer clients and workers
+            device = str(first.get("label") or first.get("name"))
         job.note(f"worker hello: pid {client.pid}, realscale {status.get('realscale')}, "
-                 f"{len(models)} models")
-        return str(status.get("realscale"))
+                 f"{len(models)} models, device {device}")
+        return str(status.get("realscale")), device
     except _client.WorkerError as exc:
         job.note(f"worker failed: {exc}\n{exc.detail}")
-        raise _Stop(Result(False, f"The new engine does not start ({exc}); see the log.")) from None
+        raise _Stop(Result(False, f"The new engine does not start ({exc}). The full log is in "
+                           f"{job.log_path}.")) from None
     finally:
         client.close()
         job.check_cancel()

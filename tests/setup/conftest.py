@@ -19,20 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-COMMON = REPO / "plugins" / "common"
-HOST_PYTHON = "/usr/bin/python3"
-"""A Python like a host's: no numpy, no torch, no realscale (run with -I)."""
-
-
-def build_wheel(source: Path, into: Path) -> Path:
-    """realscale's wheel, built the way the packager builds it."""
-    into.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(into), str(source)], check=True, capture_output=True)
-    (wheel,) = into.glob("realscale-*-py3-none-any.whl")
-    return wheel
+from setup_support import COMMON, HOST_PYTHON, REPO, build_wheel
 
 
 @pytest.fixture(scope="session")

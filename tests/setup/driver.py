@@ -3,7 +3,8 @@ realscale), it imports realscale_setup from a plug-in folder laid out like a rel
 and runs one job, polling it the way a dialog does.
 
 Usage: python3 -I driver.py PLUGIN_DIR ACTION [FOLDER]; ACTION is install, update, remove
-or info. Prints one JSON object on stdout.
+or info. Prints one JSON object on stdout: the result, every progress report (the callback)
+and what polling saw (as a dialog's timer does).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def main() -> None:
         job = setup.update()
     else:
         job = setup.remove()
+    reported: list[dict] = []
+    job.on_progress = lambda progress: reported.append(dataclasses.asdict(progress))
     job.start()
     seen: list[dict] = []
     while True:
@@ -42,7 +45,8 @@ def main() -> None:
         time.sleep(0.02)
     result = job.wait()
     assert result is not None
-    print(json.dumps({"result": dataclasses.asdict(result), "progress": seen,
+    print(json.dumps({"result": dataclasses.asdict(result), "polled": seen,
+                      "progress": reported,
                       "modules": sorted(m for m in sys.modules if m.split(".")[0] in (
                           "numpy", "torch", "realscale"))}))
 

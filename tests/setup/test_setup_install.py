@@ -42,6 +42,9 @@ def test_install_reports_phases_and_writes_the_config_last(engine: dict) -> None
     assert phases == sorted(phases, key=order.index), "phases went backwards"
     fractions = [p["fraction"] for p in engine["progress"] if p["fraction"] is not None]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    polled = engine["polled"]  # a dialog polling sees the same story, in fewer steps
+    assert len(polled) > 5 and polled[-1]["phase"] == "done"
+    assert all(p in engine["progress"] or p == polled[0] for p in polled)
     assert any(p["message"].startswith("onnxruntime ") or "onnxruntime" in p["message"]
                for p in engine["progress"]), "pip's downloads were not reported"
     # the host-like Python never imported numpy, torch or realscale
