@@ -289,5 +289,6 @@ def _resize_in_bands(image: np.ndarray, width: int, height: int, has_alpha: bool
 def _reflect_pad(image: np.ndarray, border: int, extra_h: int, extra_w: int) -> np.ndarray:
     pad = ((border, border + extra_h), (border, border + extra_w), (0, 0))
     # A single row or column cannot be reflected; repeating it is the only sensible border.
-    mode = "reflect" if min(image.shape[:2]) > 1 else "edge"
-    return np.pad(image, pad, mode=mode)
+    if min(image.shape[:2]) > 1:
+        return np.pad(image, pad, mode="reflect")
+    return np.pad(image, pad, mode="edge")

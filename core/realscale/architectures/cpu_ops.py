@@ -37,7 +37,7 @@ def _fusable(x: torch.Tensor, conv: nn.Conv2d) -> bool:
 
 def conv_leaky_relu(conv: nn.Conv2d, x: torch.Tensor, slope: float = 0.2) -> torch.Tensor:
     """``leaky_relu(conv(x), slope)``, in one oneDNN call where it can be."""
-    if _fusable(x, conv):
+    if _FUSED is not None and _fusable(x, conv):
         padding = conv.padding if isinstance(conv.padding, tuple) else (0, 0)
         return _FUSED(
             x, conv.weight, conv.bias, list(padding), list(conv.stride), list(conv.dilation),

@@ -182,7 +182,8 @@ class OrtEngine(TileEngine):
         """The tail in the same exact row strips as the torch network runs it."""
         assert self._strip_tail is not None
         parts = []
-        for start, stop, skip, keep in self._strip_tail.strips(*feat.shape, 4):
+        count, channels, height, width = feat.shape
+        for start, stop, skip, keep in self._strip_tail.strips(count, channels, height, width, 4):
             strip = np.ascontiguousarray(feat[:, :, start:stop])
             (out,) = self._tail.run(None, {"input": strip}, self._run_options)
             parts.append(out[:, :, skip : skip + keep])

@@ -108,7 +108,9 @@ class TorchEngine(TileEngine):
         else:
             network = copy.deepcopy(source).to(device=device, dtype=dtype)
             if self.channels_last:
-                network = network.to(memory_format=torch.channels_last)
+                # torch's stubs lack Module.to's memory_format (torch accepts it)
+                network = network.to(  # type: ignore[call-overload]
+                    memory_format=torch.channels_last)
             # Some networks keep their trunk in fp32 in bf16 (see Architecture).
             trunk = (torch.float32 if dtype == torch.bfloat16
                      and architectures.get(self.model.architecture).fp32_trunk_in_bf16
@@ -128,7 +130,7 @@ class TorchEngine(TileEngine):
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(catalogue.cache_dir() / "inductor"))
         # One graph per tile shape (an image has at most nine; video frames repeat them), so
         # CUDA graphs can replay each whole forward pass with one launch.
-        dynamo = torch._dynamo.config  # type: ignore[attr-defined]
+        dynamo = torch._dynamo.config
         for name in ("recompile_limit", "cache_size_limit"):
             if hasattr(dynamo, name):
                 setattr(dynamo, name, max(getattr(dynamo, name), RECOMPILE_LIMIT))

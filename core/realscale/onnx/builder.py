@@ -7,6 +7,7 @@ LeakyReLU, nearest upsampling). Each architecture writes its own graph with it
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import onnx
@@ -32,7 +33,7 @@ class GraphBuilder:
         self.initializers.append(numpy_helper.from_array(value, name))
         return name
 
-    def node(self, op: str, inputs: list[str], hint: str, **attrs: object) -> str:
+    def node(self, op: str, inputs: list[str], hint: str, **attrs: Any) -> str:
         out = self.name(hint)
         self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
         return out

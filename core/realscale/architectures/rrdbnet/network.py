@@ -91,7 +91,8 @@ class RRDBNet(nn.Module):
         dtype = self.conv_body.weight.dtype
         feat = feat + self.conv_body(self.body(feat).to(dtype)).to(feat.dtype)
         feat = feat.to(dtype)
-        strips = list(tail_strips(*feat.shape, feat.element_size()))
+        count, channels, height, width = feat.shape
+        strips = list(tail_strips(count, channels, height, width, feat.element_size()))
         if len(strips) == 1:
             return self._tail(feat)
         parts = [self._tail(feat[:, :, start:stop])[:, :, skip : skip + keep]
