@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -767,14 +767,27 @@ def _install(job: SetupJob, plan: Plan, backend: Backend, folder: str,
              f"folder: {folder}")
     _check_space(folder, backend)
     created_folder = not os.path.exists(folder)
+    job.phase("environment", folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise _Stop(Result(False, f"The folder {folder} cannot be made ({exc.strerror}); "
+                           "choose another folder.")) from None
+    try:
+        with _folder_lock(folder):
+            return _build(job, plan, backend, folder, python, config)
+    finally:
+        if created_folder:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)  # only when nothing was installed
+
+
+def _build(job: SetupJob, plan: Plan, backend: Backend, folder: str, python: PythonFound,
+           config: str | None) -> Result:
+    """The environment, pip, the check, then the record and the config (the lock held)."""
+    assert plan.wheel is not None
     env = os.path.join(folder, f"env-{plan.version}-{secrets.token_hex(3)}")
     try:
-        job.phase("environment", folder)
-        try:
-            os.makedirs(folder, exist_ok=True)
-        except OSError as exc:
-            raise _Stop(Result(False, f"The folder {folder} cannot be made ({exc.strerror}); "
-                               "choose another folder.")) from None
         code, tail = job.execute([python.path, "-m", "venv", env])
         if code != 0:
             raise _Stop(_failure(job, "making the environment", tail, backend))
@@ -802,9 +815,6 @@ def _install(job: SetupJob, plan: Plan, backend: Backend, folder: str,
     except BaseException:
         job.note(f"removing the unfinished environment {env}")
         _remove_tree(env)
-        if created_folder:
-            with contextlib.suppress(OSError):
-                os.rmdir(folder)  # only when empty
         raise
     for other in glob.glob(os.path.join(folder, "env-*")):
         if os.path.basename(other) != os.path.basename(env):
@@ -823,6 +833,60 @@ _DEVICES = {"cpu": "the CPU (ONNX Runtime)", "cuda": "the NVIDIA GPU (PyTorch)",
             "directml": "the GPU (DirectML)", "coreml": "CoreML (ONNX Runtime)",
             "mps": "the Apple GPU (PyTorch)"}
 """What to call the device when the worker cannot be asked (before the ``devices`` request)."""
+
+
+LOCK = "setup.lock"
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: str) -> Iterator[None]:
+    """One setup at a time per engine folder (two hosts may offer it at once): the lock
+    names its process, and a lock whose process has ended is taken over."""
+    path = os.path.join(folder, LOCK)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    for _attempt in range(3):
+        try:
+            fd = os.open(path, flags, 0o644)
+            break
+        except FileExistsError:
+            holder = _lock_holder(path)
+            if holder is not None:
+                raise _Stop(Result(False, f"Another setup of the engine in {folder} is running "
+                                   f"(process {holder}); wait for it to finish, then try "
+                                   "again.")) from None
+            with contextlib.suppress(OSError):
+                os.remove(path)
+    else:
+        raise _Stop(Result(False, f"The lock file {path} cannot be taken over; remove it, "
+                           "then try again."))
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps({"pid": os.getpid()}))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
+def _lock_holder(path: str) -> int | None:
+    """The process holding a setup lock, or None when it has ended (or the lock is unreadable)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            pid = int(json.load(handle)["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if pid == os.getpid():
+        return pid  # another job of this host
+    if sys.platform == "win32":  # os.kill would end the process there
+        listed = _quiet(["tasklist", "/NH", "/FI", f"PID eq {pid}"])
+        return pid if re.search(rf"\b{pid}\b", listed) else None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except OSError:
+        return pid  # alive, someone else's
+    return pid
 
 
 def _python_from_uv(job: SetupJob, plan: Plan) -> PythonFound:
@@ -1152,14 +1216,15 @@ def remove(config: str | None = None, *, on_progress: Callable[[Progress], None]
             return Result(False, "The worker config does not point at an engine the plug-in "
                           "set up, so nothing was removed"
                           + (f" ({info.python} stays)." if info.python else "."))
-        job.note(f"removing the worker config {info.config}")
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(info.config)
-        for env in glob.glob(os.path.join(info.folder, "env-*")):
-            job.note(f"removing {env}")
-            _remove_tree(env)
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(info.folder, RECORD))
+        with _folder_lock(info.folder):
+            job.note(f"removing the worker config {info.config}")
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(info.config)
+            for env in glob.glob(os.path.join(info.folder, "env-*")):
+                job.note(f"removing {env}")
+                _remove_tree(env)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(info.folder, RECORD))
         with contextlib.suppress(OSError):
             os.rmdir(info.folder)
         return Result(True, f"The engine in {info.folder} was removed.")

@@ -112,6 +112,9 @@ def test_cancel_during_pip_leaves_no_environment_and_no_config(
     job.start()
     assert seen.wait(300), "pip never started"
     assert pids, "no pip process was running"
+    second = rs.install(plan).run()  # another host offering the setup at the same time
+    assert not second.ok and second.message.startswith(
+        f"Another setup of the engine in {folder} is running (process {os.getpid()});")
     job.cancel()
     result = job.wait(60)
     assert result is not None and result.cancelled and not result.ok
@@ -147,3 +150,17 @@ def test_pip_that_cannot_reach_its_index_says_so_and_keeps_a_log(
     assert log.parent == user / "data" / "realscale" / "logs"
     assert not folder.exists()
     assert not Path(os.environ["REALSCALE_WORKER_CONFIG"]).exists()
+
+
+def test_a_lock_whose_process_ended_is_taken_over(rs: ModuleType, tmp_path: Path) -> None:
+    import subprocess
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    lock = tmp_path / rs.LOCK
+    lock.write_text(json.dumps({"pid": ended.pid}))
+    assert rs._lock_holder(str(lock)) is None
+    with rs._folder_lock(str(tmp_path)):
+        assert json.loads(lock.read_text()) == {"pid": os.getpid()}
+        assert rs._lock_holder(str(lock)) == os.getpid()
+    assert not lock.exists()
