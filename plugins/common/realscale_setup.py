@@ -36,7 +36,7 @@ from typing import Any
 if __package__:  # Krita: the plug-in is a package; GIMP, Resolve and tests: a folder on sys.path
     from . import realscale_client as _client
 else:
-    import realscale_client as _client
+    import realscale_client as _client  # type: ignore[no-redef]
 
 _wire: Any = getattr(_client, "wire", _client)
 """realscale_wire (the framing and config lookup the worker shares) where the client has it;
@@ -975,7 +975,9 @@ def _pip_install(job: SetupJob, env_python: str, wheel: str, backend: Backend) -
 def _pip_has_raw(env_python: str) -> bool:
     """pip 24.1 and newer print "Progress N of M" lines a dialog can follow."""
     match = re.search(r"pip (\d+)\.(\d+)", _quiet([env_python, "-m", "pip", "--version"]))
-    return bool(match) and (int(match.group(1)), int(match.group(2))) >= (24, 1)
+    if match is None:
+        return False
+    return (int(match.group(1)), int(match.group(2))) >= (24, 1)
 
 
 def _short(name: str) -> str:
