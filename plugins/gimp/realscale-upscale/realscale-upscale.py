@@ -944,8 +944,7 @@ class JobDialog:
         self.outcome = result
         if not (result.ok or result.cancelled):
             self.bar.hide()
-            self.labels["status"].set_text(
-                f"{result.message} The full log is in {job.log_path}.")
+            self.labels["status"].set_text(_with_log(result.message, job.log_path))
             self.cancel_button.set_label("_Close")
         if self.on_done is not None:  # tests: what the dialog says now
             self.on_done()
@@ -1041,11 +1040,16 @@ def set_up_engine(driven: dict | None) -> None:
     if result is None or result.cancelled:
         raise PluginError(CANCELLED)
     if not result.ok:
-        raise PluginError(f"the engine could not be set up: {result.message} The full log "
-                          f"is in {dialog.job.log_path}.")
+        raise PluginError("the engine could not be set up: "
+                          + _with_log(result.message, dialog.job.log_path))
 
 
 CANCELLED = "cancelled"
+
+
+def _with_log(message: str, log: str) -> str:
+    """The failure's sentences, naming the log unless they already do."""
+    return message if log in message else f"{message} The full log is in {log}."
 
 
 class EngineDialog(JobDialog):

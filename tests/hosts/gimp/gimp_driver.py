@@ -220,7 +220,9 @@ def main():
             results["procedure"] = _describe_procedure(proc)
             for case in job["cases"]:
                 try:
-                    results["cases"].append(_run_case(proc, case))
+                    other = case.get("procedure")
+                    results["cases"].append(_run_case(
+                        Gimp.get_pdb().lookup_procedure(other) if other else proc, case))
                 except Exception:
                     results["cases"].append({"name": case["name"],
                                              "driver_error": traceback.format_exc()})

@@ -180,14 +180,15 @@ class GimpSession:
         })
 
     def run(self, cases: list[dict], *, env: dict[str, str] | None = None,
-            display: str | None = None) -> dict:
+            display: str | None = None, binds: list[str] | None = None) -> dict:
         """Run the driver over ``cases`` in one gimp-console; return its results, with the
         console output under ``log``. Fails the test if GIMP does not finish or the driver
         could not report.
 
         ``display``: an X display (Xvfb) for the plug-in's dialogs. GTK then needs /proc and
         /dev/shm in the chroot (GIMP 3.2's image loaders run sandboxed through bwrap), which
-        are mounted in a private mount namespace that vanishes with the run."""
+        are mounted in a private mount namespace that vanishes with the run, with ``binds``
+        (folders of this machine, read-only at the same paths inside)."""
         self.runs += 1
         job = self.file(f"job-{self.runs}.json")
         result = self.file(f"result-{self.runs}.json")
@@ -208,7 +209,8 @@ class GimpSession:
             variables["DISPLAY"] = display
         variables.update(env or {})
         namespace = ["unshare", "--mount", "--propagation", "private", "sh", "-c", _MOUNTED,
-                     "realscale-gimp-chroot", str(self.root)] if display else []
+                     "realscale-gimp-chroot", str(self.root), *(binds or []), "--"] if (
+            display or binds) else []
         command = [*namespace, "chroot", str(self.root), "/usr/bin/env", "-i",
                    *(f"{key}={value}" for key, value in variables.items()),
                    self.host.console, "-i", "--no-data", "--no-fonts",
@@ -235,10 +237,17 @@ _MOUNTED = """set -e
 root=$1; shift
 mount -t proc proc "$root/proc"
 mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
+while [ "$1" != "--" ]; do
+    mkdir -p "$root$1"
+    mount --bind "$1" "$root$1"
+    mount -o remount,bind,ro "$root$1"
+    shift
+done
+shift
 exec "$@"
 """
-"""Runs inside ``unshare --mount``: ROOT, then the command; the mounts live only in this
-private namespace and end with its last process."""
+"""Runs inside ``unshare --mount``: ROOT, then PATH... (bound read-only), --, the command; the
+mounts live only in this private namespace and end with its last process."""
 
 
 def _run_group(command: list[str], stdin: str, timeout: float) -> tuple[int, str]:

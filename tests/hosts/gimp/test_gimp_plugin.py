@@ -195,6 +195,47 @@ class Runs:
     def dialogs(self, version: str) -> dict:
         return self._once(("dialogs", version), lambda: self._dialogs(version))
 
+    def first_use(self, version: str) -> dict:
+        return self._once(("first-use", version), lambda: self._first_use(version))
+
+    def _first_use(self, version: str) -> dict:
+        """A user who unpacked the package's zip and never set realscale up: no worker
+        config. The command opens the set-up dialog (driven as a user would: a folder of
+        this session, the CPU backend, Install), which installs the torch-free engine from
+        the zip's wheel with pip from the package index this machine's pip uses; the upscale
+        then goes on. The Python found is this machine's (bound into the chroot read-only:
+        the chroot's own Python has no venv module, see ``_chroot_python_lacks_venv``)."""
+        gimp = self.session(version, "zip")
+        base = Path(sys.base_prefix)
+        env = {"REALSCALE_SETUP_SEARCH": f"{base}/bin",
+               "REALSCALE_GIMP_DIALOG": gimp.inner(gimp.file("dialog.json"))}
+        binds = [str(base)]
+        env.update(_pip_settings(gimp, binds))
+        folder = gimp.dir / "engine"
+        photo = gimp.file("children-alpha.png")
+        shutil.copyfile(data_file("realesrgan-inputs", "children-alpha.png"), photo)
+        setup = {"folder": gimp.inner(folder), "backend": "cpu", "respond": "install",
+                 "record_before": gimp.inner(gimp.file("setup-before.json")),
+                 "record_after": gimp.inner(gimp.file("setup-after.json"))}
+        dialog = {"setup": setup, "set": {"model": FAST, "scale": 2.0, "device": "cpu"},
+                  "record": gimp.inner(gimp.file("upscale.json")), "respond": "ok"}
+        engine_dialog = {"engine": {"respond": "close",
+                                    "record_before": gimp.inner(gimp.file("engine.json"))}}
+        results = gimp.run([
+            {"name": "first-use", "input": gimp.inner(photo), "crop": [312, 136, 32, 32],
+             "run_mode": "INTERACTIVE", "args": {}, "dialog": dialog},
+            {"name": "engine", "procedure": "plug-in-realscale-engine",
+             "run_mode": "INTERACTIVE", "input": gimp.inner(photo), "args": {},
+             "dialog": engine_dialog},
+        ], env=env, display=self.xvfb().display, binds=binds)
+        read = {}
+        for name in ("setup-before", "setup-after", "upscale", "engine"):
+            path = gimp.file(f"{name}.json")
+            read[name] = json.loads(path.read_text()) if path.is_file() else None
+        config = gimp.dir / "config" / "realscale" / "worker.json"
+        return {"results": results, "records": read, "folder": folder, "gimp": gimp,
+                "config": json.loads(config.read_text()) if config.is_file() else None}
+
     def _dialogs(self, version: str) -> dict:
         """The real dialog (``run-mode`` INTERACTIVE, GIMP on Xvfb), driven by the plug-in's
         test script: the first GIMP picks the fast model at x2 on the CPU in Fast precision
@@ -356,6 +397,31 @@ class Runs:
         gimp.user_realscale("uninstall", "gimp")
         facts["final_copies"] = _plugin_copies(gimp_dir)
         return facts
+
+
+def _pip_settings(gimp: GimpSession, binds: list[str]) -> dict[str, str]:
+    """This machine's pip settings for a pip inside the chroot: its config values in a
+    config file of the session (files it names copied there, or bound when folders), and
+    its PIP_* variables."""
+    listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"],
+                            capture_output=True, text=True, check=False).stdout
+    values: dict[str, str] = {}
+    for line in listed.splitlines():
+        key, _, value = line.partition("=")
+        values[key.split(".", 1)[1]] = value.strip().strip("'")
+    env = {k: v for k, v in os.environ.items() if k.startswith("PIP_")}
+    values.update({k[4:].lower().replace("_", "-"): v for k, v in env.items()})
+    for key in ("cert", "constraint"):
+        if values.get(key) and Path(values[key]).is_file():
+            copy = gimp.file(f"pip-{key}")
+            shutil.copyfile(values[key], copy)
+            values[key] = gimp.inner(copy)
+    for folder in values.get("find-links", "").split():
+        if Path(folder).is_dir():
+            binds.append(folder)
+    config = gimp.file("pip.conf")
+    config.write_text("[global]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
+    return {"PIP_CONFIG_FILE": gimp.inner(config)}
 
 
 @pytest.fixture(scope="module")
@@ -750,3 +816,35 @@ def test_dialog_warns_before_a_result_too_large(dialogs):
         case = dialogs["cases"][name]
         assert case["status"] == "cancel", case
         _assert_unchanged(case)
+
+
+# -- first use: the engine set up from inside GIMP -------------------------------------------
+
+
+def test_first_use_sets_up_the_engine_and_upscales(runs):
+    facts = runs.first_use("3.2")
+    records = facts["records"]
+    log = facts["results"]["log"]
+    before = records["setup-before"]
+    assert before is not None, f"no set-up dialog:\n{log[-4000:]}"
+    labels = before["labels"]
+    assert labels["what"].startswith("realscale ") and "package index" in labels["what"]
+    assert labels["python"].startswith("Python 3."), labels
+    assert "MB" in labels["size"], labels
+    assert before["sensitive"]["install_button"], labels["status"]
+    assert records["setup-after"] is not None, f"the set-up never ended:\n{log[-4000:]}"
+    config = facts["config"]
+    assert config is not None, f"no worker config after the set-up:\n{log[-4000:]}"
+    assert config["python"].startswith(facts["gimp"].inner(facts["folder"])), config
+    [case, engine] = facts["results"]["cases"]
+    assert case["status"] == "success", (case, log[-4000:])
+    new = case["after"]["layers"][0]
+    assert (new["width"], new["height"]) == (64, 64)
+    assert records["upscale"]["labels"]["size-info"] == "32 × 32 → 64 × 64 px"
+    # The engine dialog beside the command: version, location, backend.
+    assert engine["status"] == "success", engine
+    shown = records["engine"]["labels"]
+    assert shown["backend"] == "cpu" and shown["location"] == facts["gimp"].inner(
+        facts["folder"]), shown
+    assert shown["version"] != "unknown", shown
+    assert records["engine"]["sensitive"]["remove_button"]
