@@ -27,6 +27,15 @@ local SCALES = {"2", "3", "4"}
 local CODECS = {{"prores", "ProRes 422 HQ"}, {"prores4444", "ProRes 4444"}}
 local DEFAULT_HANDLES = 6
 local CONFIG_VERSION = 1
+local REMEMBERED = "resolve-dialog-lua.json"  -- the dialog's choices, beside the config
+local PURPOSES = {"photo", "anime", "video"}  -- order of the model list, then the rest
+local FAST_COST = "Fast computes in %s: usually much quicker, and the result differs very "
+  .. "slightly from Exact (not visible in normal viewing)."
+local NO_FAST = "This device has no fast mode: Exact only."
+local FREE_LIMIT = {3840, 2160}  -- the free edition's largest timeline (UHD)
+local TEMPORAL_TEXT = "Steady video (less flicker)"
+local TEMPORAL_TIP = "Blends each frame with the previous result where the picture did not "
+  .. "move, so still backgrounds stop shimmering; new content and scene cuts stay as upscaled."
 local TICK_MS = 250
 local START_TIMEOUT = 30     -- seconds for the runner to show it started
 local STOP_TIMEOUT = 45      -- seconds for a cancelled job to end (the runner kills at 20)
@@ -43,10 +52,12 @@ Written by the script for each job and started as `<python> -I BASE.py BASE`: ru
 `realscale video` with the arguments in BASE.json and talks to the script through files.
 """
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 STRIP = ("PYTHON", "QT_", "QML", "QTWEBENGINE", "__PYVENV")
@@ -67,9 +78,83 @@ def host_gone(alive):
         return True  # removed: the script cleaned up and went away
 
 
+# --- realscale ask: the same text in realscale_resolve.py and realscale_resolve.lua ---
+def ask(request, emit):
+    """Asks realscale's worker what the Resolve dialog offers; ``emit`` gets each answer.
+
+    Runs in realscale's own Python. ``request``: "facts" (true: the models and the devices),
+    "measure" ({"model", "device", "precision"}: a rate timed by the worker), "pythonpath"
+    (folders the worker needs). A worker without the devices or measure request answers
+    with no devices or an error, and the dialog falls back.
+    """
+    import importlib.util
+
+    import realscale.wire  # noqa: F401 - the client below shares the worker's own module
+
+    try:
+        from realscale.install import client_file
+    except ImportError:
+        from realscale.install.sources import client_file
+    spec = importlib.util.spec_from_file_location("realscale_client", str(client_file()))
+    client = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(client)
+    with client.WorkerClient(sys.executable, pythonpath=request.get("pythonpath") or None,
+                             host="resolve") as worker:
+        if request.get("facts"):
+            try:
+                devices = worker.devices()
+            except (AttributeError, client.WorkerError):
+                devices = []
+            emit({"answer": "facts", "models": worker.models(), "devices": devices})
+        wanted = request.get("measure")
+        if wanted:
+            try:
+                rate = worker.measure(wanted["model"], wanted["device"], wanted["precision"])
+            except (AttributeError, client.WorkerError) as exc:
+                rate = {"error": str(exc)}
+            emit(dict(rate, answer="measure", asked=wanted))
+# --- end of realscale ask ---
+
+
+def answer(base, job):
+    """Ask mode: the worker's answers as JSON lines in BASE.events. A cancel request or a
+    script gone ends the runner at once (its worker ends with it); it then takes its files
+    away itself."""
+    sys.path[:0] = job.get("pythonpath") or []
+    with open(base + ".events", "w", encoding="utf-8") as events:
+
+        def emit(reply):
+            events.write(json.dumps(reply) + "\n")
+            events.flush()
+
+        def asking():
+            try:
+                ask(dict(job["ask"], pythonpath=job.get("pythonpath")), emit)
+            except Exception as exc:  # noqa: BLE001 - reported to the script, never lost
+                emit({"answer": "error", "message": str(exc) or type(exc).__name__})
+
+        thread = threading.Thread(target=asking, daemon=True)
+        thread.start()
+        while thread.is_alive():
+            cancelled = os.path.exists(base + ".cancel")
+            if cancelled or host_gone(base + ".alive"):
+                events.close()
+                for suffix in (".events", ".log", ".started", ".json", ".py", ".alive",
+                               ".cancel"):
+                    with contextlib.suppress(OSError):
+                        os.remove(base + suffix)
+                if cancelled:  # the script waits for this, then removes it
+                    publish(base + ".exit", "130")
+                os._exit(0)
+            thread.join(0.2)
+    return 0
+
+
 def run(base, log):
     with open(base + ".json", encoding="utf-8") as handle:
         job = json.load(handle)
+    if "ask" in job:
+        return answer(base, job)
     env = {key: value for key, value in os.environ.items()
            if not key.upper().startswith(STRIP)}
     if job.get("pythonpath"):
@@ -241,6 +326,10 @@ end
 
 local function clock(seconds)
   local whole = round(seconds)
+  if whole >= 3600 then
+    return string.format("%d:%02d:%02d", math.floor(whole / 3600),
+                         math.floor(whole / 60) % 60, whole % 60)
+  end
   return string.format("%d:%02d", math.floor(whole / 60), whole % 60)
 end
 
@@ -451,6 +540,61 @@ local function config_path()
   return base .. "/realscale/worker.json"
 end
 
+-- JSON text of a value made of tables (arrays from 1, or string keys), strings, numbers and
+-- booleans (the remembered choices, the worker's questions).
+local function json_encode(value)
+  local kind = type(value)
+  if kind == "string" then
+    return json_string(value)
+  elseif kind == "boolean" then
+    return value and "true" or "false"
+  elseif kind == "number" then
+    return string.format("%.17g", value)
+  elseif kind ~= "table" then
+    return "null"
+  end
+  if #value > 0 then
+    local parts = {}
+    for _, item in ipairs(value) do
+      parts[#parts + 1] = json_encode(item)
+    end
+    return "[" .. table.concat(parts, ", ") .. "]"
+  end
+  local keys, parts = {}, {}
+  for key in pairs(value) do
+    keys[#keys + 1] = tostring(key)
+  end
+  table.sort(keys)
+  for _, key in ipairs(keys) do
+    parts[#parts + 1] = json_string(key) .. ": " .. json_encode(value[key])
+  end
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+local function remembered_path()
+  return join(dirname(config_path()), REMEMBERED)
+end
+
+-- The choices saved by the last run; an empty table when there are none.
+local function load_remembered()
+  local values = json_decode(read_file(remembered_path()) or "")
+  return type(values) == "table" and values or {}
+end
+
+-- Merges `values` into the remembered choices (written whole, then renamed); a folder that
+-- cannot be written only means they are not remembered.
+local function save_remembered(values)
+  local merged = load_remembered()
+  for key, value in pairs(values) do
+    merged[key] = value
+  end
+  local path = remembered_path()
+  if pcall(write_file, path .. ".tmp", json_encode(merged) .. "\n") then
+    os.remove(path)  -- Windows' rename does not replace
+    os.rename(path .. ".tmp", path)
+  end
+end
+
 -- (python, pythonpath) of realscale's environment.
 local function core_python()
   local path = config_path()
@@ -644,6 +788,17 @@ end
 local function video_args(job, settings)
   local args = {job.path, "-o", job.output, "--model", settings.model, "--scale", settings.scale,
                 "--codec", settings.codec}
+  if settings.temporal then
+    args[#args + 1] = "--temporal"
+  end
+  if settings.device and settings.device ~= "auto" then
+    args[#args + 1] = "--device"
+    args[#args + 1] = settings.device
+  end
+  if settings.precision and settings.precision ~= "auto" then
+    args[#args + 1] = "--precision"
+    args[#args + 1] = settings.precision
+  end
   if not job.whole then
     for _, value in ipairs({"--start-frame", tostring(job.first), "--frames", tostring(job.count),
                             "--no-audio"}) do
@@ -705,16 +860,36 @@ function Job.start(python, pythonpath, args, folder)
   write_file(job.base .. ".alive", tostring(os.time()))
   job.touched = os.time()
   job.launched = os.time()
+  job:launch(python)
+  return job
+end
+
+-- Asks the worker (docs/resolve-job.md, "Asking the worker"): the answers arrive as events.
+function Job.ask(python, pythonpath, request)
+  local job = setmetatable({offset = 0, pending = "", events_seen = false}, Job)
+  local stem = join(temp_folder(), "realscale-ask-" .. os.time() .. "-")
+  repeat
+    job.base = stem .. math.random(100000, 999999)
+  until not exists(job.base .. ".json")
+  write_file(job.base .. ".py", RUNNER)
+  write_file(job.base .. ".json", json_encode({ask = request, pythonpath = pythonpath}) .. "\n")
+  write_file(job.base .. ".alive", tostring(os.time()))
+  job.touched = os.time()
+  job.launched = os.time()
+  job:launch(python)
+  return job
+end
+
+function Job:launch(python)
   local command
   if WINDOWS then
     command = 'start "" /B ' .. shell_quote(windowless(python)) .. " -I "
-              .. shell_quote(job.base .. ".py") .. " " .. shell_quote(job.base)
+              .. shell_quote(self.base .. ".py") .. " " .. shell_quote(self.base)
   else
-    command = shell_quote(python) .. " -I " .. shell_quote(job.base .. ".py") .. " "
-              .. shell_quote(job.base) .. " </dev/null >/dev/null 2>&1 &"
+    command = shell_quote(python) .. " -I " .. shell_quote(self.base .. ".py") .. " "
+              .. shell_quote(self.base) .. " </dev/null >/dev/null 2>&1 &"
   end
   os.execute(command)
-  return job
 end
 
 -- New progress events since the last call (complete lines only).
@@ -920,6 +1095,17 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- One clip's work, advanced by the dialog's timer
 
+-- Rates of finished jobs and measurements are kept by model, device and precision.
+local function rate_key(model, device, precision)
+  return model .. "|" .. device .. "|" .. precision
+end
+
+local function resolution(media)
+  local width, height = tostring(media:GetClipProperty("Resolution") or ""):match(
+    "^%s*(%d+)%s*[xX]%s*(%d+)%s*$")
+  return tonumber(width), tonumber(height)
+end
+
 local Session = {}
 Session.__index = Session
 
@@ -928,7 +1114,7 @@ function Session.start(project, timeline, settings)
   local job = find_target(project, timeline, settings.handles)
   local self = setmetatable({job = job, settings = settings,
                              placer = Placer.new(project, timeline), finished = false,
-                             cancelled = false}, Session)
+                             cancelled = false, rates = {}}, Session)
   local folder
   job.output, folder = output_path(job, settings)
   self.process = Job.start(python, pythonpath, video_args(job, settings), folder)
@@ -968,6 +1154,13 @@ function Session:event(event)
                                 tonumber(event.fps) or 0, left)
   elseif kind == "done" then
     job.output = tostring(event.output or job.output)
+    local width, height = resolution(job.media)
+    local seconds, frames = tonumber(event.seconds) or 0, tonumber(event.frames) or 0
+    if width and height and seconds > 0 and frames > 0 then
+      local settings = self.settings
+      self.rates[rate_key(settings.model, settings.device, settings.precision)] = {
+        pixels_per_second = frames * width * height / seconds, from = "run"}
+    end
   elseif kind == "error" or kind == "cancelled" then
     job.error = job.error or tostring(event.message or "realscale failed")
   end
@@ -1041,7 +1234,8 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- The dialog (Fusion UIManager)
 
-local INPUTS = {"Model", "Scale", "Codec", "Handles", "Folder"}
+local INPUTS = {"Model", "Device", "Precision", "Scale", "Codec", "Temporal", "Handles",
+                "Folder"}
 
 local function describe(project, timeline)
   local ok, job = protect(find_target, project, timeline, 0)
@@ -1051,38 +1245,340 @@ local function describe(project, timeline)
   return job
 end
 
+local function index_of(entries, wanted)
+  for index, entry in ipairs(entries) do
+    if entry == wanted then
+      return index - 1
+    end
+  end
+end
+
+-- {text, name} for the model list: by purpose ("Photos and real-world images:
+-- realesrgan-x4plus"), a download's weight said, the default first within its purpose.
+local function model_entries(models)
+  local ranked = {}
+  for _, model in ipairs(models) do
+    if type(model) == "table" and type(model.name) == "string" then
+      local rank = (index_of(PURPOSES, model.purpose) or #PURPOSES) + 1
+      ranked[#ranked + 1] = {rank = rank, default = model.default == true, model = model}
+    end
+  end
+  table.sort(ranked, function(a, b)
+    if a.rank ~= b.rank then
+      return a.rank < b.rank
+    elseif a.default ~= b.default then
+      return a.default
+    end
+    return a.model.name < b.model.name
+  end)
+  local entries = {}
+  for _, entry in ipairs(ranked) do
+    local model = entry.model
+    local text = model.name
+    if type(model.purpose_label) == "string" and model.purpose_label ~= "" then
+      text = model.purpose_label .. ": " .. model.name
+    end
+    local size = tonumber(model.download_bytes)
+    if size and size > 0 then
+      text = text .. string.format(" (download, %.0f MB)", size / 1e6)
+    end
+    entries[#entries + 1] = {text, model.name}
+  end
+  return entries
+end
+
+-- {text, device} for the device list: each device the worker reported, a GPU with its free
+-- memory; none reported: "auto" alone.
+local function device_entries(devices)
+  local entries = {}
+  for _, device in ipairs(devices or {}) do
+    if type(device) == "table" and type(device.name) == "string" then
+      local text = tostring(device.label or device.name)
+      local free = tonumber(device.free_bytes)
+      if free and device.kind ~= "cpu" then
+        text = text .. string.format(" (%.1f GB free)", free / 2 ^ 30)
+      end
+      entries[#entries + 1] = {text, device}
+    end
+  end
+  if #entries == 0 then
+    entries[1] = {"Automatic (the best this machine has)", {name = "auto"}}
+  end
+  return entries
+end
+
+-- Puts the remembered choices back; anything unknown or malformed keeps its default.
+local function restore(items, values)
+  local scale = index_of(SCALES, values.scale)
+  if scale then
+    items.Scale.CurrentIndex = scale
+  end
+  local names = {}
+  for index, codec in ipairs(CODECS) do
+    names[index] = codec[1]
+  end
+  local codec = index_of(names, values.codec)
+  if codec then
+    items.Codec.CurrentIndex = codec
+  end
+  local handles = tonumber(values.handles)
+  if handles and handles >= 0 and handles <= 240 and handles == math.floor(handles) then
+    items.Handles.Value = handles
+  end
+  if type(values.folder) == "string" then
+    items.Folder.Text = values.folder
+  end
+  items.Temporal.Checked = values.temporal == true
+end
+
 local function run_dialog(ui, disp, project, timeline)
   local function row(label, widget)
-    return ui:HGroup{Weight = 0, ui:Label{Text = label, Weight = 0.3}, widget}
+    return ui:HGroup{Weight = 0, ui:Label{Text = label, Weight = 0.25}, widget}
   end
   local win = disp:AddWindow({ID = "RealscaleWindow", WindowTitle = TITLE,
-                              Geometry = {300, 200, 520, 340}}, ui:VGroup{
-    row("Clip", ui:Label{ID = "Target", Text = describe(project, timeline), WordWrap = true}),
-    row("Model", ui:ComboBox{ID = "Model", Editable = true}),
-    row("Scale", ui:ComboBox{ID = "Scale"}),
-    row("Codec", ui:ComboBox{ID = "Codec"}),
+                              Geometry = {300, 200, 640, 480}}, ui:VGroup{
+    row("Clip", ui:Label{ID = "Target", Text = describe(project, timeline), WordWrap = true,
+                         Weight = 0.75}),
+    row("Model", ui:ComboBox{ID = "Model", Editable = true, Weight = 0.75}),
+    row("Device", ui:ComboBox{ID = "Device", Weight = 0.75}),
+    row("Precision", ui:ComboBox{ID = "Precision", Weight = 0.75}),
+    row("", ui:Label{ID = "PrecisionNote", Text = "", WordWrap = true, Weight = 0.75}),
+    row("Scale", ui:ComboBox{ID = "Scale", Weight = 0.75}),
+    row("Result", ui:Label{ID = "Estimate", Text = "", WordWrap = true, Weight = 0.75}),
+    row("Codec", ui:ComboBox{ID = "Codec", Weight = 0.75}),
+    row("", ui:CheckBox{ID = "Temporal", Text = TEMPORAL_TEXT, ToolTip = TEMPORAL_TIP,
+                        Weight = 0.75}),
     row("Handle frames", ui:SpinBox{ID = "Handles", Minimum = 0, Maximum = 240,
-                                    Value = DEFAULT_HANDLES}),
-    row("Output folder", ui:LineEdit{ID = "Folder",
+                                    Value = DEFAULT_HANDLES, Weight = 0.75}),
+    row("Output folder", ui:LineEdit{ID = "Folder", Weight = 0.75,
                                      PlaceholderText = "a 'realscale' folder beside the source"}),
     ui:Label{ID = "Status", Text = "", WordWrap = true, Weight = 1},
     ui:HGroup{Weight = 0, ui:Button{ID = "Go", Text = "Upscale"},
               ui:Button{ID = "Close", Text = "Close"}},
   })
   local items = win:GetItems()
-  items.Model:AddItems(MODELS)
   items.Scale:AddItems(SCALES)
   local labels = {}
   for index, codec in ipairs(CODECS) do
     labels[index] = codec[2]
   end
   items.Codec:AddItems(labels)
+  local remembered = load_remembered()
+  restore(items, remembered)
 
-  local state = {session = nil, busy = false, closing = false}
+  local state = {session = nil, busy = false, closing = false, filling = false,
+                 asker = nil, asking = nil, asked = {}, rates = {},
+                 models = {}, devices = device_entries({})}
+  for _, name in ipairs(MODELS) do
+    state.models[#state.models + 1] = {name, name}
+  end
+  if type(remembered.rates) == "table" then
+    for key, rate in pairs(remembered.rates) do
+      if type(rate) == "table" and tonumber(rate.pixels_per_second) then
+        state.rates[key] = rate
+      end
+    end
+  end
   local timer = ui:Timer{ID = "RealscaleTick", Interval = TICK_MS}
 
   local function show(text)
     items.Status.Text = text
+  end
+
+  local function model_name()
+    local text = trim(items.Model.CurrentText)
+    for _, entry in ipairs(state.models) do
+      if entry[1] == text then
+        return entry[2]
+      end
+    end
+    return text ~= "" and text or MODELS[1]
+  end
+
+  local function device()
+    local entry = state.devices[truncate(items.Device.CurrentIndex) + 1] or state.devices[1]
+    return entry[2]
+  end
+
+  local function precision()
+    local fast = device().fast
+    if tostring(items.Precision.CurrentText) == "Fast" and type(fast) == "string" then
+      return fast
+    end
+    return "fp32"
+  end
+
+  local function fill_precision(wanted)
+    local fast = device().fast
+    local before = wanted or precision()
+    items.Precision:Clear()
+    if type(fast) == "string" then
+      items.Precision:AddItems({"Exact", "Fast"})
+      items.Precision.CurrentIndex = before == fast and 1 or 0
+      items.PrecisionNote.Text = string.format(FAST_COST, fast)
+    else
+      items.Precision:AddItems({"Exact"})
+      items.Precision.CurrentIndex = 0
+      items.PrecisionNote.Text = device().name ~= "auto" and NO_FAST or ""
+    end
+  end
+
+  -- (Re)fills the model and device lists, keeping or restoring `wanted`'s choices.
+  local function fill_lists(wanted)
+    state.filling = true
+    for _, pair in ipairs({{items.Model, state.models}, {items.Device, state.devices}}) do
+      local texts = {}
+      for index, entry in ipairs(pair[2]) do
+        texts[index] = entry[1]
+      end
+      pair[1]:Clear()
+      pair[1]:AddItems(texts)
+    end
+    if type(wanted.model) == "string" and trim(wanted.model) ~= "" then
+      local text = wanted.model
+      for _, entry in ipairs(state.models) do
+        if entry[2] == wanted.model then
+          text = entry[1]
+        end
+      end
+      items.Model.CurrentText = text
+    end
+    local chosen, gpu
+    for index, entry in ipairs(state.devices) do
+      if entry[2].name == wanted.device then
+        chosen = index - 1
+      elseif not gpu and entry[2].kind and entry[2].kind ~= "cpu" then
+        gpu = index - 1
+      end
+    end
+    items.Device.CurrentIndex = chosen or gpu or 0
+    fill_precision(wanted.precision)
+    state.filling = false
+  end
+
+  local function settings()
+    local codec = CODECS[truncate(items.Codec.CurrentIndex) + 1] or CODECS[1]
+    return {
+      model = model_name(), scale = tostring(items.Scale.CurrentText),
+      codec = codec[1], handles = truncate(items.Handles.Value),
+      folder = trim(items.Folder.Text), temporal = items.Temporal.Checked == true,
+      device = tostring(device().name), precision = precision(),
+    }
+  end
+
+  local function ask(request, kind)
+    if state.asker or state.busy then
+      return
+    end
+    local ok, python, pythonpath = protect(core_python)
+    if not ok then
+      state.asked.facts = true
+      return
+    end
+    local started, asker = protect(Job.ask, python, pythonpath, request)
+    if started then
+      state.asker, state.asking = asker, kind
+    end
+  end
+
+  local function estimate(values)
+    local ok, job = protect(find_target, project, timeline, values.handles)
+    if not ok then
+      return job .. "."
+    end
+    local width, height = resolution(job.media)
+    if not width or not height then
+      return job.count .. " frames"
+    end
+    local factor = tonumber(values.scale) or 1
+    local out_w, out_h = round(width * factor), round(height * factor)
+    local text = string.format("%d x %d -> %d x %d px, %d frames", width, height, out_w, out_h,
+                               job.count)
+    local rate = state.rates[rate_key(values.model, values.device, values.precision)]
+    if rate then
+      local seconds = job.count * width * height / tonumber(rate.pixels_per_second)
+      local source = rate.from == "run" and "from your last run"
+                     or "measured on this device; encoding adds to it"
+      text = text .. "; about " .. clock(seconds) .. " (" .. source .. ")"
+    elseif state.asking == "measure" then
+      text = text .. "; timing this device..."
+    end
+    if out_w > FREE_LIMIT[1] or out_h > FREE_LIMIT[2] then
+      text = text .. string.format(". Larger than UHD (%d x %d): Resolve's free edition "
+                                   .. "works up to that size and scales it down",
+                                   FREE_LIMIT[1], FREE_LIMIT[2])
+    end
+    return text
+  end
+
+  -- Shows what the choices give; asks for a rate the dialog does not know yet.
+  local function refresh()
+    if state.filling or state.busy then
+      return
+    end
+    if state.asking == "facts" then
+      items.Estimate.Text = "Asking realscale for its models and devices..."
+      return
+    end
+    local values = settings()
+    local key = rate_key(values.model, values.device, values.precision)
+    local known = false
+    for _, entry in ipairs(state.models) do
+      known = known or entry[2] == values.model
+    end
+    if not state.rates[key] and not state.asked[key] and state.asked.facts and known then
+      state.asked[key] = true
+      ask({measure = {model = values.model, device = values.device,
+                      precision = values.precision}}, "measure")
+    end
+    items.Estimate.Text = estimate(values)
+  end
+
+  local function answered(answer)
+    if answer.answer == "facts" then
+      local models = model_entries(list(answer.models))
+      if #models > 0 then
+        state.models = models
+      end
+      state.devices = device_entries(list(answer.devices))
+      local wanted = {}
+      for key, value in pairs(remembered) do
+        wanted[key] = value
+      end
+      wanted.model = model_name()
+      fill_lists(wanted)
+    elseif answer.answer == "measure" and type(answer.asked) == "table"
+        and tonumber(answer.pixels_per_second) then
+      local asked = answer.asked
+      state.rates[rate_key(tostring(asked.model), tostring(asked.device),
+                           tostring(asked.precision))] = {
+        pixels_per_second = tonumber(answer.pixels_per_second), from = "measured"}
+    end
+  end
+
+  -- Reads the asker's answers; once it ended, its files go.
+  local function poll_asker()
+    local asker = state.asker
+    if not asker then
+      return
+    end
+    for _, answer in ipairs(asker:events()) do
+      if not asker.cancel_time then
+        answered(answer)
+      end
+    end
+    local code = asker:exit_code()
+    local stuck = not asker:started() and os.time() - asker.launched > START_TIMEOUT
+    if code == nil and not stuck then
+      asker:heartbeat()
+      return
+    end
+    asker:remove_files()
+    if state.asking == "facts" then
+      state.asked.facts = true
+    end
+    state.asker, state.asking = nil, nil
+    refresh()
   end
 
   local function set_busy(busy)
@@ -1093,19 +1589,14 @@ local function run_dialog(ui, disp, project, timeline)
     items.Go.Text = busy and "Cancel" or "Upscale"
   end
 
-  local function settings()
-    local model = trim(items.Model.CurrentText)
-    local codec = CODECS[truncate(items.Codec.CurrentIndex) + 1] or CODECS[1]
-    return {
-      model = model ~= "" and model or MODELS[1], scale = tostring(items.Scale.CurrentText),
-      codec = codec[1], handles = truncate(items.Handles.Value),
-      folder = trim(items.Folder.Text),
-    }
-  end
-
   local function tick()
+    poll_asker()
     local session = state.session
     if not session or not state.busy then
+      if state.closing and not state.asker then
+        timer:Stop()
+        disp:ExitLoop()
+      end
       return
     end
     local ok, message = protect(session.step, session)
@@ -1117,11 +1608,16 @@ local function run_dialog(ui, disp, project, timeline)
     end
     show((session.cancelled and not session.finished) and "Cancelling..." or session.status)
     if session.finished then
-      timer:Stop()
       set_busy(false)
-      if state.closing then
+      for key, rate in pairs(session.rates or {}) do
+        state.rates[key] = rate
+      end
+      save_remembered({rates = state.rates})
+      if state.closing and not state.asker then
+        timer:Stop()
         disp:ExitLoop()
       end
+      refresh()
     end
   end
 
@@ -1134,38 +1630,71 @@ local function run_dialog(ui, disp, project, timeline)
       return
     end
     local values = settings()
+    local saved = {rates = state.rates}
+    for key, value in pairs(values) do
+      saved[key] = value
+    end
+    save_remembered(saved)
     items.Target.Text = describe(project, timeline)
     local ok, session = protect(Session.start, project, timeline, values)
     if not ok then
       show("Error: " .. session:gsub("%.$", "") .. ".")
       return
     end
+    if state.asker then  -- the job's own model load comes first
+      state.asker:cancel()
+    end
     state.session = session
     set_busy(true)
     show(session.status)
-    timer:Start()
   end
 
   local function close()
+    -- Keep the loop running until realscale stopped and cleaned up; then leave.
+    state.closing = true
+    if state.asker then
+      state.asker:cancel()
+    end
     if state.busy and state.session then
-      -- Keep the loop running until realscale stopped and cleaned up; then leave.
-      state.closing = true
       state.session:cancel()
       show("Cancelling...")
       return
     end
-    timer:Stop()
-    disp:ExitLoop()
+    if not state.asker then
+      timer:Stop()
+      disp:ExitLoop()
+    end
+  end
+
+  local function changed(event)
+    if state.filling then
+      return
+    end
+    if type(event) == "table" and event.who == "Device" then
+      state.filling = true
+      fill_precision(nil)
+      state.filling = false
+    end
+    refresh()
   end
 
   win.On.Go.Clicked = function() go() end
   win.On.Close.Clicked = function() close() end
   win.On.RealscaleWindow.Close = function() close() end
+  for _, key in ipairs({"Model", "Device", "Precision", "Scale"}) do
+    win.On[key].CurrentIndexChanged = function(event) changed(event) end
+  end
+  win.On.Model.EditTextChanged = function(event) changed(event) end
+  win.On.Handles.ValueChanged = function(event) changed(event) end
   -- Timer events reach the window in some Resolve versions and the dispatcher in others;
   -- tick does nothing more when called twice.
   win.On.RealscaleTick.Timeout = function() tick() end
   disp.On.Timeout = function() tick() end
 
+  fill_lists(remembered)
+  ask({facts = true}, "facts")
+  refresh()
+  timer:Start()
   win:Show()
   disp:RunLoop()
   win:Hide()

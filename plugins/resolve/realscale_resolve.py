@@ -43,11 +43,20 @@ BIN_NAME = "realscale"
 MODELS = ("realesr-animevideov3", "realesrgan-x4plus", "realesrgan-x4plus-anime",
           "realesr-general-x4v3")
 SCALES = ("2", "3", "4")
+PURPOSES = ("photo", "anime", "video")
+"""Order of the model list: photographs, anime, video frames, then anything else."""
+EXACT, FAST = "Exact", "Fast"
+FAST_COST = ("Fast computes in {fast}: usually much quicker, and the result differs very "
+             "slightly from Exact (not visible in normal viewing).")
+NO_FAST = "This device has no fast mode: Exact only."
+LARGE = (7680, 4320)
+"""Beyond 8K UHD a ProRes clip is heavy for Resolve to play: the dialog says so first."""
 CODECS = (("prores", "ProRes 422 HQ"), ("prores4444", "ProRes 4444"))
 PLACEMENTS = (("track", "On a new video track above"), ("take", "As a take of the clip"))
 SCOPES = (("clip", "Current clip"), ("track", "Every clip on the track"))
 DEFAULT_HANDLES = 6
 CONFIG_VERSION = 1
+REMEMBERED = "resolve-dialog.json"
 KILL_AFTER = 20
 """Seconds a cancelled job may take to stop before it is killed."""
 _STRIPPED_ENV = ("PYTHON", "QT_", "QML", "QTWEBENGINE", "__PYVENV")
@@ -60,7 +69,9 @@ class ScriptError(Exception):
 class Settings:
     def __init__(self, model: str = MODELS[0], scale: str = "2", codec: str = "prores",
                  placement: str = "track", scope: str = "clip", track: int = 0,
-                 handles: int = DEFAULT_HANDLES, folder: str = "") -> None:
+                 handles: int = DEFAULT_HANDLES, folder: str = "",
+                 temporal: bool = False, device: str = "auto",
+                 precision: str = "auto") -> None:
         self.model = model
         self.scale = scale
         self.codec = codec
@@ -71,6 +82,20 @@ class Settings:
         self.handles = handles
         self.folder = folder
         """Output folder; empty: a "realscale" folder beside each source file."""
+        self.temporal = temporal
+        """Steady video: `realscale video --temporal` (less flicker on still content)."""
+        self.device = device
+        """A device name the worker reported ("cpu", "cuda:0", ...) or "auto"."""
+        self.precision = precision
+        """On the wire: "fp32" (Exact), the device's fast one ("bf16", "fp16") or "auto"."""
+
+    def remembered(self) -> "dict[str, Any]":
+        """What the dialog offers again next time (docs/resolve-job.md, "Remembered
+        settings"); the track of one timeline means nothing in another, so it is left out."""
+        return {"model": self.model, "scale": self.scale, "codec": self.codec,
+                "placement": self.placement, "scope": self.scope, "handles": self.handles,
+                "folder": self.folder, "temporal": self.temporal, "device": self.device,
+                "precision": self.precision}
 
 
 class ClipJob:
@@ -120,6 +145,33 @@ def config_path() -> str:
     else:
         base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
     return os.path.join(base, "realscale", "worker.json")
+
+
+def remembered_path() -> str:
+    """The dialog's remembered choices: beside the worker config, one file per script."""
+    return os.path.join(os.path.dirname(config_path()), REMEMBERED)
+
+
+def load_remembered() -> "dict[str, Any]":
+    """The choices saved by the last run; nothing (all defaults) when unreadable."""
+    try:
+        with open(remembered_path(), encoding="utf-8") as handle:
+            values = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
+def save_remembered(values: "dict[str, Any]") -> None:
+    """Merge ``values`` into the remembered choices (written whole, then renamed); a
+    folder that cannot be written only means the choices are not remembered."""
+    merged = load_remembered()
+    merged.update(values)
+    path = remembered_path()
+    with contextlib.suppress(OSError):
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump(merged, handle, indent=1, sort_keys=True)
+        os.replace(path + ".tmp", path)
 
 
 def core_python() -> "tuple[str, list[str]]":
@@ -229,6 +281,166 @@ class Runner:
     def error_text(self) -> str:
         lines = [line for line in self.stderr if line.strip()]
         return lines[-1].replace("realscale: ", "", 1) if lines else "realscale failed"
+
+
+# ---------------------------------------------------------------------------------------------
+# What the dialog offers: realscale's worker, asked from realscale's own Python
+
+ASK_PROGRAM = '''
+import json
+import sys
+
+
+# --- realscale ask: the same text in realscale_resolve.py and realscale_resolve.lua ---
+def ask(request, emit):
+    """Asks realscale's worker what the Resolve dialog offers; ``emit`` gets each answer.
+
+    Runs in realscale's own Python. ``request``: "facts" (true: the models and the devices),
+    "measure" ({"model", "device", "precision"}: a rate timed by the worker), "pythonpath"
+    (folders the worker needs). A worker without the devices or measure request answers
+    with no devices or an error, and the dialog falls back.
+    """
+    import importlib.util
+
+    import realscale.wire  # noqa: F401 - the client below shares the worker's own module
+
+    try:
+        from realscale.install import client_file
+    except ImportError:
+        from realscale.install.sources import client_file
+    spec = importlib.util.spec_from_file_location("realscale_client", str(client_file()))
+    client = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(client)
+    with client.WorkerClient(sys.executable, pythonpath=request.get("pythonpath") or None,
+                             host="resolve") as worker:
+        if request.get("facts"):
+            try:
+                devices = worker.devices()
+            except (AttributeError, client.WorkerError):
+                devices = []
+            emit({"answer": "facts", "models": worker.models(), "devices": devices})
+        wanted = request.get("measure")
+        if wanted:
+            try:
+                rate = worker.measure(wanted["model"], wanted["device"], wanted["precision"])
+            except (AttributeError, client.WorkerError) as exc:
+                rate = {"error": str(exc)}
+            emit(dict(rate, answer="measure", asked=wanted))
+# --- end of realscale ask ---
+
+
+def main():
+    def emit(answer):
+        sys.stdout.write(json.dumps(answer) + "\\n")
+        sys.stdout.flush()
+
+    try:
+        ask(json.loads(sys.stdin.readline()), emit)
+    except Exception as exc:  # noqa: BLE001 - reported to the dialog, never lost
+        emit({"answer": "error", "message": str(exc) or type(exc).__name__})
+
+
+main()
+'''
+"""Run as ``<python> -c ASK_PROGRAM``, the request as one JSON line on standard input, the
+answers as JSON lines on standard output (docs/resolve-job.md, "Asking the worker")."""
+
+
+class Asker:
+    """One ASK_PROGRAM run in a thread; its answers arrive in ``answers``."""
+
+    def __init__(self, python: str, pythonpath: "list[str]", request: "dict[str, Any]") -> None:
+        self.answers = queue.Queue()  # type: queue.Queue[dict[str, Any]]
+        self.done = False
+        flags = 0x08000000 if sys.platform == "win32" else 0  # CREATE_NO_WINDOW
+        request = dict(request, pythonpath=pythonpath)
+        try:
+            self.process = subprocess.Popen(
+                [python, "-c", ASK_PROGRAM], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, env=clean_environment(pythonpath),
+                cwd=os.path.expanduser("~"), encoding="utf-8", errors="replace",
+                creationflags=flags)
+        except OSError as exc:
+            raise ScriptError(f"could not start realscale ({python}): {exc}") from None
+        thread = threading.Thread(target=self._talk, args=(json.dumps(request),), daemon=True)
+        thread.start()
+
+    def _talk(self, request: str) -> None:
+        try:
+            out, err = self.process.communicate(request + "\n", timeout=300)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, err = self.process.communicate()
+        answered = False
+        for line in out.splitlines():
+            with contextlib.suppress(ValueError):
+                answer = json.loads(line)
+                if isinstance(answer, dict):
+                    self.answers.put(answer)
+                    answered = True
+        if not answered:
+            lines = [line for line in err.splitlines() if line.strip()]
+            self.answers.put({"answer": "error",
+                              "message": lines[-1] if lines else "realscale did not answer"})
+        self.done = True
+
+    def poll(self) -> "list[dict[str, Any]]":
+        found = []
+        while True:
+            try:
+                found.append(self.answers.get_nowait())
+            except queue.Empty:
+                return found
+
+    def stop(self) -> None:
+        if not self.done:
+            with contextlib.suppress(OSError):
+                self.process.kill()
+
+
+def model_entries(models: "list[dict[str, Any]]") -> "list[tuple[str, str]]":
+    """(entry, name) for the model list: by purpose ("Photos and real-world images:
+    realesrgan-x4plus"), a download's weight said, the default first within its purpose."""
+
+    def order(model: "dict[str, Any]") -> "tuple[int, bool, str]":
+        purpose = model.get("purpose")
+        rank = PURPOSES.index(purpose) if purpose in PURPOSES else len(PURPOSES)
+        return rank, not model.get("default"), str(model.get("name"))
+
+    entries = []
+    for model in sorted((m for m in models if isinstance(m.get("name"), str)), key=order):
+        name = model["name"]
+        label = model.get("purpose_label")
+        text = f"{label}: {name}" if isinstance(label, str) and label else name
+        size = model.get("download_bytes")
+        if isinstance(size, int) and size > 0:
+            text += f" (download, {size / 1e6:.0f} MB)"
+        entries.append((text, name))
+    return entries
+
+
+def device_entries(devices: "list[dict[str, Any]]") -> "list[tuple[str, dict[str, Any]]]":
+    """(entry, device) for the device list: each device the worker reported, a GPU with its
+    free memory; none reported: "auto" alone."""
+    entries = []
+    for device in devices:
+        if not isinstance(device, dict) or not isinstance(device.get("name"), str):
+            continue
+        text = str(device.get("label") or device["name"])
+        free = device.get("free_bytes")
+        if isinstance(free, int) and device.get("kind") != "cpu":
+            text += f" ({free / 2**30:.1f} GB free)"
+        entries.append((text, device))
+    return entries or [("Automatic (the best this machine has)", {"name": "auto", "fast": None})]
+
+
+def output_size(width: int, height: int, scale: str) -> "tuple[int, int]":
+    factor = float(scale)
+    return int(round(width * factor)), int(round(height * factor))
+
+
+def rate_key(model: str, device: str, precision: str) -> str:
+    return f"{model}|{device}|{precision}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,6 +586,26 @@ def plan_pool_clip(project: "Project") -> ClipJob:
     return ClipJob(None, media_item, path, 0, 0, frames, frames, 0, 0, frames, 1.0)
 
 
+def resolution(media_item: "MediaPoolItem") -> "tuple[int, int] | None":
+    """A clip's frame size from its "Resolution" property ("1920x1080")."""
+    text = str(media_item.GetClipProperty("Resolution") or "")
+    parts = text.lower().replace(" ", "").split("x")
+    if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+        return int(parts[0]), int(parts[1])
+    return None
+
+
+def preview(project: "Project", timeline: "Timeline",
+            settings: Settings) -> "tuple[int, int, int]":
+    """(width, height, frames) of what Upscale would do now: the first clip's size (0, 0 if
+    unknown) and the frames of every clip; ScriptError when there is nothing to upscale."""
+    jobs, skipped = plan_clips(project, timeline, settings)
+    if not jobs:
+        raise ScriptError("; ".join(skipped) or "nothing to upscale")
+    width, height = resolution(jobs[0].media_item) or (0, 0)
+    return width, height, sum(job.count for job in jobs)
+
+
 def output_path(job: ClipJob, settings: Settings) -> str:
     folder = settings.folder or os.path.join(os.path.dirname(job.path), BIN_NAME)
     folder = os.path.abspath(os.path.expanduser(folder))
@@ -399,6 +631,12 @@ def video_args(job: ClipJob, settings: Settings) -> "list[str]":
     original's keeps playing), or a whole Media Pool clip with it."""
     args = [job.path, "-o", job.output, "--model", settings.model, "--scale", settings.scale,
             "--codec", settings.codec]
+    if settings.temporal:
+        args.append("--temporal")
+    if settings.device != "auto":
+        args += ["--device", settings.device]
+    if settings.precision != "auto":
+        args += ["--precision", settings.precision]
     if not job.whole:
         args += ["--start-frame", str(job.first), "--frames", str(job.count), "--no-audio"]
     return args + ["--no-subtitles", "--download", "--progress", "json"]
@@ -562,6 +800,9 @@ class Session:
         self.status = ""
         self.finished = False
         self.cancelled = False
+        self.rates = {}  # type: dict[str, Any]
+        """Rates of the jobs that finished (input pixels per second, whole job), by
+        rate_key: the dialog's estimate next time."""
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -640,6 +881,13 @@ class Session:
             self.status = f"{self._prefix(job)}frame {done} of {total} - {fps:.2f} fps{left}"
         elif kind == "done":
             job.output = str(event.get("output", job.output))
+            size = resolution(job.media_item)
+            seconds, frames = float(event.get("seconds") or 0), int(event.get("frames") or 0)
+            if size and seconds > 0 and frames > 0:
+                settings = self.settings
+                key = rate_key(settings.model, settings.device, settings.precision)
+                self.rates[key] = {"pixels_per_second": frames * size[0] * size[1] / seconds,
+                                   "from": "run"}
         elif kind in ("error", "cancelled"):
             job.error = job.error or str(event.get("message", "realscale failed"))
 
@@ -667,51 +915,87 @@ class Session:
 
 def _clock(seconds: float) -> str:
     whole = int(round(seconds))
+    if whole >= 3600:
+        return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
     return f"{whole // 60}:{whole % 60:02d}"
 
 
 # ---------------------------------------------------------------------------------------------
 # The dialog (Fusion UIManager: fusionscript-stubs does not type it, hence Any)
 
-_INPUTS = ("Model", "Scale", "Codec", "Scope", "Track", "Placement", "Handles", "Folder")
+_INPUTS = ("Model", "Device", "Precision", "Scale", "Codec", "Temporal", "Scope", "Track",
+           "Placement", "Handles", "Folder")
+TEMPORAL_TEXT = "Steady video (less flicker)"
+TEMPORAL_TIP = ("Blends each frame with the previous result where the picture did not move, "
+                "so still backgrounds stop shimmering; new content and scene cuts stay as "
+                "upscaled.")
 
 
 class Dialog:
-    """Model, scale and placement; then progress, cancel, and what happened to each clip."""
+    """Model (by purpose), device, precision, scale and placement, with the result's size and
+    an estimate of time; then progress, cancel, and what happened to each clip.
 
-    def __init__(self, ui: Any, dispatcher: Any, timeline: "Timeline", start: Any) -> None:
+    ``preview(settings)`` gives the chosen clips' (width, height, frames) or raises
+    ScriptError; ``core()`` gives realscale's (python, pythonpath) or raises ScriptError."""
+
+    def __init__(self, ui: Any, dispatcher: Any, timeline: "Timeline", start: Any,
+                 preview: Any = None, core: Any = None) -> None:
         self.ui = ui
         self.dispatcher = dispatcher
         self.start = start
+        self.preview = preview
+        self.core = core
         self.session = None  # type: Session | None
         self.busy = False
+        self.filling = False
+        self.remembered = load_remembered()
+        rates = self.remembered.get("rates")
+        self.rates = dict(rates) if isinstance(rates, dict) else {}  # type: dict[str, Any]
+        self.models = [(name, name) for name in MODELS]  # type: list[tuple[str, str]]
+        self.devices = device_entries([])
+        self.asker = None  # type: Asker | None
+        self.asking = ""
+        """What the worker is being asked ("facts", "measure"); empty when nothing is."""
+        self.asked = set()  # type: set[str]
+        self.measure_error = ""
         count = timeline.GetTrackCount("video")
         tracks = [f"V{i} {timeline.GetTrackName('video', i) or ''}".strip()
                   for i in range(1, count + 1)]
         current = timeline.GetCurrentVideoItem()
 
         def row(label: str, widget: Any) -> Any:
-            return ui.HGroup({"Weight": 0}, [ui.Label({"Text": label, "Weight": 0.3}), widget])
+            return ui.HGroup({"Weight": 0}, [ui.Label({"Text": label, "Weight": 0.25}),
+                                             widget])
 
         self.window = dispatcher.AddWindow(
-            {"ID": "RealscaleWindow", "WindowTitle": TITLE, "Geometry": [300, 200, 520, 380]},
+            {"ID": "RealscaleWindow", "WindowTitle": TITLE, "Geometry": [300, 200, 640, 560]},
             ui.VGroup([
-                row("Model", ui.ComboBox({"ID": "Model", "Editable": True})),
-                row("Scale", ui.ComboBox({"ID": "Scale"})),
-                row("Codec", ui.ComboBox({"ID": "Codec"})),
-                row("Clips", ui.ComboBox({"ID": "Scope"})),
-                row("Track", ui.ComboBox({"ID": "Track"})),
-                row("Place", ui.ComboBox({"ID": "Placement"})),
+                row("Model", ui.ComboBox({"ID": "Model", "Editable": True, "Weight": 0.75})),
+                row("Device", ui.ComboBox({"ID": "Device", "Weight": 0.75})),
+                row("Precision", ui.ComboBox({"ID": "Precision", "Weight": 0.75})),
+                row("", ui.Label({"ID": "PrecisionNote", "Text": "", "WordWrap": True,
+                                  "Weight": 0.75})),
+                row("Scale", ui.ComboBox({"ID": "Scale", "Weight": 0.75})),
+                row("Result", ui.Label({"ID": "Estimate", "Text": "", "WordWrap": True,
+                                        "Weight": 0.75})),
+                row("Codec", ui.ComboBox({"ID": "Codec", "Weight": 0.75})),
+                row("", ui.CheckBox({"ID": "Temporal", "Text": TEMPORAL_TEXT,
+                                     "ToolTip": TEMPORAL_TIP, "Weight": 0.75})),
+                row("Clips", ui.ComboBox({"ID": "Scope", "Weight": 0.75})),
+                row("Track", ui.ComboBox({"ID": "Track", "Weight": 0.75})),
+                row("Place", ui.ComboBox({"ID": "Placement", "Weight": 0.75})),
                 row("Handle frames", ui.SpinBox({"ID": "Handles", "Minimum": 0,
-                                                 "Maximum": 240, "Value": DEFAULT_HANDLES})),
+                                                 "Maximum": 240, "Value": DEFAULT_HANDLES,
+                                                 "Weight": 0.75})),
                 row("Output folder", ui.LineEdit({
-                    "ID": "Folder", "PlaceholderText": "a 'realscale' folder beside each source"})),
+                    "ID": "Folder", "PlaceholderText": "a 'realscale' folder beside each source",
+                    "Weight": 0.75})),
                 ui.Label({"ID": "Status", "Text": "", "WordWrap": True, "Weight": 1}),
                 ui.HGroup({"Weight": 0}, [ui.Button({"ID": "Go", "Text": "Upscale"}),
                                           ui.Button({"ID": "Close", "Text": "Close"})]),
             ]))
         self.items = items = self.window.GetItems()
-        for key, values in (("Model", MODELS), ("Scale", SCALES),
+        for key, values in (("Scale", SCALES),
                             ("Codec", [label for _, label in CODECS]),
                             ("Scope", [label for _, label in SCOPES]),
                             ("Track", tracks or ["V1"]),
@@ -719,28 +1003,222 @@ class Dialog:
             items[key].AddItems(list(values))
         if current is not None:
             items["Track"].CurrentIndex = _track_of(timeline, current) - 1
+        self.fill_lists(self.remembered)
+        self.restore(self.remembered)
         self.timer = ui.Timer({"ID": "RealscaleTick", "Interval": 250})
         self.window.On.Go.Clicked = self.on_go
         self.window.On.Close.Clicked = self.on_close
         self.window.On.RealscaleWindow.Close = self.on_close
+        for key in ("Model", "Device", "Precision", "Scale", "Scope", "Track"):
+            getattr(self.window.On, key).CurrentIndexChanged = self.on_change
+        self.window.On.Model.EditTextChanged = self.on_change
+        self.window.On.Handles.ValueChanged = self.on_change
         # Timer events reach the window in some Resolve versions and the dispatcher in
         # others; on_tick does nothing when called twice.
         self.window.On.RealscaleTick.Timeout = self.on_tick
         with contextlib.suppress(AttributeError, TypeError):
             dispatcher.On.Timeout = self.on_tick
+        self.ask({"facts": True})
+        self.refresh()
+        self.timer.Start()
+
+    # -- the choices ------------------------------------------------------------------------
+
+    def model_name(self) -> str:
+        text = str(self.items["Model"].CurrentText).strip()
+        for entry, name in self.models:
+            if text == entry:
+                return name
+        return text or MODELS[0]
+
+    def device(self) -> "dict[str, Any]":
+        index = int(self.items["Device"].CurrentIndex)
+        return self.devices[index][1] if 0 <= index < len(self.devices) else self.devices[0][1]
+
+    def precision(self) -> str:
+        fast = self.device().get("fast")
+        if str(self.items["Precision"].CurrentText) == FAST and isinstance(fast, str):
+            return fast
+        return "fp32"
 
     def settings(self) -> Settings:
         items = self.items
         scope = SCOPES[int(items["Scope"].CurrentIndex)][0]
         return Settings(
-            model=str(items["Model"].CurrentText).strip() or MODELS[0],
+            model=self.model_name(),
             scale=str(items["Scale"].CurrentText),
             codec=CODECS[int(items["Codec"].CurrentIndex)][0],
             placement=PLACEMENTS[int(items["Placement"].CurrentIndex)][0],
             scope=scope,
             track=int(items["Track"].CurrentIndex) + 1 if scope == "track" else 0,
             handles=int(items["Handles"].Value),
-            folder=str(items["Folder"].Text or "").strip())
+            folder=str(items["Folder"].Text or "").strip(),
+            temporal=bool(items["Temporal"].Checked),
+            device=str(self.device().get("name")),
+            precision=self.precision())
+
+    def fill_lists(self, wanted: "dict[str, Any]") -> None:
+        """(Re)fill the model and device lists, keeping or restoring ``wanted``'s choices."""
+        items = self.items
+        self.filling = True
+        try:
+            for key, entries in (("Model", [e for e, _ in self.models]),
+                                 ("Device", [e for e, _ in self.devices])):
+                items[key].Clear()
+                items[key].AddItems(entries)
+            model = wanted.get("model")
+            if isinstance(model, str) and model.strip():
+                label = [entry for entry, name in self.models if name == model]
+                items["Model"].CurrentText = label[0] if label else model
+            names = [str(device.get("name")) for _, device in self.devices]
+            device = wanted.get("device")
+            if device in names:
+                items["Device"].CurrentIndex = names.index(str(device))
+            else:  # the first GPU, else the first device
+                kinds = [device.get("kind") for _, device in self.devices]
+                gpus = [i for i, kind in enumerate(kinds) if kind not in (None, "cpu")]
+                items["Device"].CurrentIndex = gpus[0] if gpus else 0
+            self.fill_precision(wanted.get("precision"))
+        finally:
+            self.filling = False
+
+    def fill_precision(self, wanted: Any) -> None:
+        items = self.items
+        fast = self.device().get("fast")
+        entries = [EXACT, FAST] if isinstance(fast, str) else [EXACT]
+        before = wanted if wanted is not None else self.precision()
+        items["Precision"].Clear()
+        items["Precision"].AddItems(entries)
+        items["Precision"].CurrentIndex = 1 if isinstance(fast, str) and before == fast else 0
+        items["PrecisionNote"].Text = (FAST_COST.format(fast=fast) if isinstance(fast, str)
+                                       else NO_FAST if self.device().get("name") != "auto"
+                                       else "")
+
+    def restore(self, values: "dict[str, Any]") -> None:
+        """Put the remembered choices back; anything unknown or malformed keeps its
+        default."""
+        items = self.items
+
+        def choose(key: str, entries: "list[str]", wanted: Any) -> None:
+            if isinstance(wanted, str) and wanted in entries:
+                items[key].CurrentIndex = entries.index(wanted)
+
+        choose("Scale", list(SCALES), values.get("scale"))
+        choose("Codec", [name for name, _ in CODECS], values.get("codec"))
+        choose("Scope", [name for name, _ in SCOPES], values.get("scope"))
+        choose("Placement", [name for name, _ in PLACEMENTS], values.get("placement"))
+        handles = values.get("handles")
+        if isinstance(handles, int) and 0 <= handles <= 240:
+            items["Handles"].Value = handles
+        folder = values.get("folder")
+        if isinstance(folder, str):
+            items["Folder"].Text = folder
+        items["Temporal"].Checked = values.get("temporal") is True
+
+    # -- asking the worker, and what the dialog shows from it --------------------------------
+
+    def ask(self, request: "dict[str, Any]") -> None:
+        """Start asking the worker (one question at a time; not while a job runs)."""
+        if self.asker is not None or self.busy or self.core is None:
+            return
+        try:
+            python, pythonpath = self.core()
+            self.asker = Asker(python, pythonpath, request)
+        except ScriptError as exc:
+            self.measure_error = str(exc)
+            self.asked.add("facts")
+            return
+        self.asking = "facts" if request.get("facts") else "measure"
+        if request.get("measure"):
+            measure = request["measure"]
+            self.asked.add(rate_key(measure["model"], measure["device"], measure["precision"]))
+
+    def answered(self, answer: "dict[str, Any]") -> None:
+        kind = answer.get("answer")
+        if kind == "facts":
+            models = [m for m in answer.get("models") or [] if isinstance(m, dict)]
+            if models:
+                self.models = model_entries(models)
+            self.devices = device_entries(list(answer.get("devices") or []))
+            self.fill_lists(dict(self.remembered, model=self.model_name()))
+        elif kind == "measure":
+            asked = answer.get("asked") or {}
+            rate = answer.get("pixels_per_second")
+            if isinstance(rate, (int, float)) and rate > 0 and isinstance(asked, dict):
+                key = rate_key(str(asked.get("model")), str(asked.get("device")),
+                               str(asked.get("precision")))
+                self.rates[key] = {"pixels_per_second": float(rate), "from": "measured"}
+            else:
+                self.measure_error = str(answer.get("error") or "")
+        elif kind == "error":
+            self.measure_error = str(answer.get("message") or "")
+
+    def poll_asker(self) -> None:
+        asker = self.asker
+        if asker is None:
+            return
+        for answer in asker.poll():
+            self.answered(answer)
+        if asker.done and asker.answers.empty():
+            if self.asking == "facts":
+                self.asked.add("facts")
+            self.asker = None
+            self.asking = ""
+            self.refresh()
+
+    def estimate(self, settings: Settings) -> str:
+        """The result's size, and the time it may take, for the chosen clips."""
+        if self.preview is None:
+            return ""
+        try:
+            width, height, frames = self.preview(settings)
+        except ScriptError as exc:
+            return f"{exc}."
+        if not width or not height:
+            return f"{frames} frames"
+        out_w, out_h = output_size(width, height, settings.scale)
+        text = f"{width} x {height} -> {out_w} x {out_h} px, {frames} frames"
+        key = rate_key(settings.model, settings.device, settings.precision)
+        rate = self.rates.get(key)
+        if isinstance(rate, dict) and rate.get("pixels_per_second"):
+            seconds = frames * width * height / float(rate["pixels_per_second"])
+            source = ("from your last run" if rate.get("from") == "run"
+                      else "measured on this device; encoding adds to it")
+            text += f"; about {_clock(seconds)} ({source})"
+        elif self.asking:
+            text += "; timing this device..." if self.asking == "measure" else ""
+        if out_w > LARGE[0] or out_h > LARGE[1]:
+            text += (f". Larger than 8K ({LARGE[0]} x {LARGE[1]}): a heavy file for Resolve "
+                     "to play; a smaller scale may serve better")
+        return text
+
+    def refresh(self) -> None:
+        """Show what the choices give; ask for a rate the dialog does not know yet."""
+        if self.filling or self.busy:
+            return
+        if self.asking == "facts":
+            self.items["Estimate"].Text = "Asking realscale for its models and devices..."
+            return
+        settings = self.settings()
+        key = rate_key(settings.model, settings.device, settings.precision)
+        if key not in self.rates and key not in self.asked and "facts" in self.asked \
+                and settings.model in dict((n, n) for _, n in self.models):
+            self.ask({"measure": {"model": settings.model, "device": settings.device,
+                                  "precision": settings.precision}})
+        self.items["Estimate"].Text = self.estimate(settings)
+
+    def on_change(self, _event: Any = None) -> None:
+        if self.filling:
+            return
+        if _event is not None and isinstance(_event, dict) and _event.get("who") == "Device":
+            self.filling = True
+            try:
+                self.fill_precision(None)
+            finally:
+                self.filling = False
+        self.refresh()
+
+    # -- the job ---------------------------------------------------------------------------
 
     def show(self, text: str) -> None:
         self.items["Status"].Text = text
@@ -757,16 +1235,21 @@ class Dialog:
                 self.session.cancel()
             self.show("Cancelling...")
             return
+        settings = self.settings()
+        save_remembered(dict(settings.remembered(), rates=self.rates))
         try:
-            self.session = self.start(self.settings())
+            self.session = self.start(settings)
         except ScriptError as exc:
             self.show(f"Error: {exc}.")
             return
+        if self.asker is not None:  # the job's own model load comes first
+            self.asker.stop()
+            self.asker, self.asking = None, ""
         self.set_busy(True)
         self.show("Starting...")
-        self.timer.Start()
 
     def on_tick(self, _event: Any = None) -> None:
+        self.poll_asker()
         session = self.session
         if session is None or not self.busy:
             return
@@ -778,8 +1261,10 @@ class Dialog:
             session.status = f"Error: {exc}"
         self.show(session.status)
         if session.finished:
-            self.timer.Stop()
             self.set_busy(False)
+            self.rates.update(session.rates)
+            save_remembered({"rates": self.rates})
+            self.refresh()
 
     def on_close(self, _event: Any = None) -> None:
         session = self.session
@@ -789,6 +1274,8 @@ class Dialog:
             while self.busy and time.monotonic() < deadline:
                 self.on_tick()
                 time.sleep(0.1)
+        if self.asker is not None:
+            self.asker.stop()
         self.timer.Stop()
         self.dispatcher.ExitLoop()
 
@@ -885,7 +1372,8 @@ def main(scope: "dict[str, Any] | None" = None) -> "Session | None":
 
     if dispatcher is None:
         return run_without_dialog(start)
-    dialog = Dialog(ui, dispatcher, timeline, start)
+    dialog = Dialog(ui, dispatcher, timeline, start,
+                    lambda settings: preview(project, timeline, settings), core_python)
     dialog.run()
     return dialog.session
 

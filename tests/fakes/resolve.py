@@ -571,6 +571,14 @@ class FakeWidget:
         raise AttributeError(name)
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name == "CurrentText" and self.kind == "ComboBox":
+            # Qt's setCurrentText: the matching entry, or the text itself where editable.
+            if value in self.entries:
+                self.props["CurrentIndex"] = self.entries.index(value)
+                self.props.pop("EditText", None)
+            elif self.props.get("Editable"):
+                self.props["EditText"] = value
+            return
         self.props[name] = value
 
     def AddItem(self, text: str) -> None:
@@ -578,6 +586,14 @@ class FakeWidget:
 
     def AddItems(self, texts: list[str]) -> None:
         self.entries.extend(texts)
+        if self.kind == "ComboBox" and self.props.get("CurrentIndex", 0) < 0 and self.entries:
+            self.props["CurrentIndex"] = 0  # Qt selects the first entry of an empty box
+
+    def Clear(self) -> None:
+        """ComboBox: no entries, none chosen (Qt's clear())."""
+        self.entries.clear()
+        self.props["CurrentIndex"] = -1 if self.kind == "ComboBox" else 0
+        self.props.pop("EditText", None)
 
     def walk(self) -> list[FakeWidget]:
         found = [self]
@@ -684,6 +700,15 @@ class FakeWindow:
         handler = self.On.get(widget_id, "Clicked")
         assert handler is not None, f"nothing handles a click on {widget_id}"
         handler({"who": widget_id})
+
+    def changed(self, widget_id: str) -> None:
+        """What Qt reports after a person changed an input (the handler, if any, runs)."""
+        widget = self.widgets[widget_id]
+        event = {"ComboBox": "CurrentIndexChanged", "SpinBox": "ValueChanged",
+                 "CheckBox": "Clicked"}.get(widget.kind, "TextChanged")
+        handler = self.On.get(widget_id, event)
+        if handler is not None:
+            handler({"who": widget_id})
 
     def close(self) -> None:
         handler = self.On.get(self.id, "Close")

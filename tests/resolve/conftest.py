@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from resolve_user import STEADY
 
 from fakes.fixtures import identity_model, sample, tiny_model
 
-__all__ = ["config", "identity_model", "sample", "small_sample", "tiny_model"]
+__all__ = ["config", "identity_model", "sample", "small_sample", "steady_reference",
+           "tiny_model"]
 
 
 @pytest.fixture
@@ -37,3 +40,26 @@ def small_sample(sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
          "-frames:v", "48", "-c:v", "ffv1", "-c:a", "aac", "-shortest", str(path)],
         check=True, capture_output=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def steady_reference(small_sample: Path,
+                     tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    """Frames of `realscale video` run directly on STEADY's stretch, per frame and with
+    --temporal (the same arguments the scripts pass: ProRes 422 HQ, Exact precision): what a
+    script's job must reproduce."""
+    from realscale.video.frames import read_frames
+
+    folder = tmp_path_factory.mktemp("steady")
+    frames = {}
+    for name, extra in (("per_frame", []), ("temporal", ["--temporal"])):
+        output = folder / f"{name}.mov"
+        subprocess.run(
+            [sys.executable, "-m", "realscale", "video", str(small_sample), "-o", str(output),
+             "--model", STEADY["model"], "--scale", STEADY["scale"], "--codec", "prores",
+             "--precision", "fp32", *extra, "--start-frame", str(STEADY["first"]),
+             "--frames", str(STEADY["frames"]),
+             "--no-audio", "--no-subtitles", "--progress", "none"],
+            check=True, capture_output=True, timeout=600)
+        frames[name] = np.stack(list(read_frames(str(output))))
+    return frames

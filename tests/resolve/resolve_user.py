@@ -18,6 +18,8 @@ from fakes.resolve import FakeDispatcher, FakeResolve, FakeTimelineItem, FakeWin
 from realscale.video.frames import read_frames
 
 HOUR = 86400  # 01:00:00:00 at 24 fps: where the fake timeline starts
+STEADY = {"model": "realesr-animevideov3", "scale": "2", "first": 10, "frames": 8}
+"""The stretch of the small sample the steady-video tests upscale, with the compact model."""
 
 
 class User:
@@ -28,8 +30,16 @@ class User:
     """
 
     def __init__(self, choices: dict[str, Any], cancel_at: str | None = None,
-                 close_at: str | None = None) -> None:
+                 close_at: str | None = None, go: bool = True) -> None:
         self.choices = choices
+        self.go = go
+        """False: look at the dialog as it opens, then close it."""
+        self.before_go: Any = None
+        """Called with the window once the choices are made, before Upscale is clicked."""
+        self.filled: dict[str, Any] = {}
+        """Each input once the choices were made."""
+        self.opened: dict[str, Any] = {}
+        """Each input as the dialog opened: a combo box's text, a check box's state, ..."""
         self.cancel_at = cancel_at
         self.close_at = close_at
         self.state = "fill"
@@ -49,16 +59,29 @@ class User:
         if status and (not self.statuses or self.statuses[-1] != status):
             self.statuses.append(status)
         if self.state == "fill":
+            if "Asking" in getattr(items.get("Estimate"), "Text", ""):
+                return  # the lists fill once realscale has answered
             if "Target" in items:
                 self.target = items["Target"].Text
+            self.opened = {key: shown(widget) for key, widget in items.items()}
+            if not self.go:
+                self.state = "closed"
+                window.click("Close")
+                return
             for key, value in self.choices.items():
                 widget = items[key]
                 if widget.kind == "ComboBox":
                     widget.choose(value)
                 elif widget.kind == "SpinBox":
                     widget.Value = value
+                elif widget.kind == "CheckBox":
+                    widget.Checked = value
                 else:
                     widget.Text = value
+                window.changed(key)
+            self.filled = {key: shown(widget) for key, widget in items.items()}
+            if self.before_go is not None:
+                self.before_go(window)
             window.click("Go")
             self.state = "wait"
         elif self.state == "wait":
@@ -76,6 +99,12 @@ class User:
         elif self.state == "closing" and items["Go"].Text == "Upscale":
             self.result = status  # the script ends its loop by itself once realscale stopped
             self.state = "closed"
+
+
+def shown(widget: Any) -> Any:
+    """What a person sees in an input."""
+    return {"ComboBox": lambda: widget.CurrentText, "CheckBox": lambda: widget.Checked,
+            "SpinBox": lambda: widget.Value}.get(widget.kind, lambda: widget.Text)()
 
 
 def scene(sample: Path, *, source_start: int = 40, length: int = 30,
@@ -128,3 +157,66 @@ def source_checkout_config() -> dict[str, Any]:
     core = Path(__file__).resolve().parents[2] / "core"
     return {"version": 1, "python": python_without_realscale(),
             "pythonpath": [str(core), sysconfig.get_paths()["purelib"]]}
+
+
+def check_steady(output: str, reference: dict[str, np.ndarray]) -> None:
+    """The script's file holds exactly what `realscale video --temporal` makes of the same
+    stretch, and that differs from the per-frame result as steady video should: the first
+    frame is the per-frame one (nothing before it to blend with), every later one is not, and
+    consecutive frames differ less (less flicker)."""
+    got = np.stack(list(read_frames(output)))
+    steady, per_frame = reference["temporal"], reference["per_frame"]
+    assert got.shape == steady.shape == per_frame.shape
+    assert np.array_equal(got, steady)
+    assert np.array_equal(steady[0], per_frame[0])
+    assert all(not np.array_equal(steady[k], per_frame[k]) for k in range(1, len(steady)))
+
+    def flicker(frames: np.ndarray) -> float:
+        return float(np.abs(np.diff(frames.astype(np.int16), axis=0)).mean())
+
+    assert flicker(steady) < 0.8 * flicker(per_frame), (flicker(steady), flicker(per_frame))
+
+
+def worker_facts() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What this environment's real worker reports: (models, devices), asked through the
+    host client as a plug-in asks it."""
+    import importlib.util
+
+    import realscale.wire  # noqa: F401 - shared with the client
+    from realscale.install import client_file
+
+    spec = importlib.util.spec_from_file_location("resolve_test_client", str(client_file()))
+    assert spec is not None and spec.loader is not None
+    client = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(client)
+    with client.WorkerClient(sys.executable) as worker:
+        return worker.models(), worker.devices()
+
+
+PURPOSE_ORDER = ("photo", "anime", "video")
+
+
+def check_lists(items: dict[str, Any], models: list[dict[str, Any]],
+                devices: list[dict[str, Any]]) -> None:
+    """The dialog's model list is the worker's models, by purpose (photographs, anime, video
+    frames, then the rest), each named with its purpose where the catalogue gives one and
+    its weight where it must be downloaded; its device list is the worker's devices."""
+    entries = list(items["Model"].entries)
+    assert len(entries) == len(models)
+    by_name = {m["name"]: m for m in models}
+    ranks = []
+    for entry in entries:
+        [name] = [n for n in by_name if entry == n or entry.endswith(": " + n)
+                  or f": {n} (" in entry or entry.startswith(n + " (")]
+        model = by_name[name]
+        if model.get("purpose_label"):
+            assert entry.startswith(f"{model['purpose_label']}: {name}")
+        if model.get("download_bytes"):
+            assert entry.endswith(f"(download, {model['download_bytes'] / 1e6:.0f} MB)")
+        purpose = model.get("purpose")
+        ranks.append(PURPOSE_ORDER.index(purpose) if purpose in PURPOSE_ORDER else 3)
+    assert ranks == sorted(ranks)
+    labels = [d["label"] + (f" ({d['free_bytes'] / 2**30:.1f} GB free)"
+                            if d.get("free_bytes") is not None and d["kind"] != "cpu" else "")
+              for d in devices]
+    assert list(items["Device"].entries) == labels

@@ -22,12 +22,16 @@ import pytest
 from resolve_lua import SCRIPT, Binding, run_lua_script
 from resolve_user import (
     HOUR,
+    STEADY,
     User,
     check_frames,
+    check_lists,
+    check_steady,
     python_without_realscale,
     scene,
     snapshot,
     source_checkout_config,
+    worker_facts,
 )
 
 from fakes.resolve import FakeResolve
@@ -312,3 +316,68 @@ def test_the_job_runner_is_clean_python(tmp_path) -> None:
     done = subprocess.run([ruff, "check", "--config", str(root / "pyproject.toml"), str(path)],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_steady_video_reaches_the_job_and_is_remembered(small_sample, config, jobs,
+                                                        steady_reference, tmp_path) -> None:
+    """"Steady video" runs the job with --temporal: the clip placed on the timeline is what
+    `realscale video --temporal` makes (compact model), not the per-frame result; the next
+    time the dialog opens, the choices are as they were left."""
+    resolve, _, _ = scene(small_sample, source_start=STEADY["first"], length=STEADY["frames"])
+    choices = {"Model": STEADY["model"], "Scale": STEADY["scale"], "Codec": "ProRes 422 HQ",
+               "Temporal": True, "Handles": 0, "Folder": str(tmp_path / "steady")}
+    user = User(choices)
+    run_lua_script(resolve, user)
+
+    assert user.opened["Temporal"] is False  # off until chosen
+    assert user.result.endswith("upscaled, on video track 2 at frame 86500."), user.statuses
+    [placed] = resolve.timeline.GetItemListInTrack("video", 2)
+    check_steady(placed.GetMediaPoolItem().GetClipProperty("File Path"), steady_reference)
+    assert list(jobs.iterdir()) == []
+
+    again = User({}, go=False)
+    run_lua_script(scene(small_sample)[0], again)
+    assert {key: again.opened[key] for key in choices if key != "Model"} == {
+        key: value for key, value in choices.items() if key != "Model"}
+    assert again.opened["Model"].endswith(STEADY["model"])  # shown with its purpose, if any
+
+
+def test_dialog_offers_what_the_worker_reports_and_remembers_it(small_sample, identity_model,
+                                                                config, jobs, tmp_path) -> None:
+    """Models by purpose and devices as the real worker reports them; the result's size;
+    Fast precision where the device has a fast mode (passed to the job as that precision);
+    next time the same choices, and an estimate of time from this run."""
+    models, devices = worker_facts()
+    resolve, _, _ = scene(small_sample, source_start=5, length=3)
+    fast = [d for d in devices if d.get("fast")]
+    choices = {"Model": str(identity_model), "Device": (fast or devices)[0]["label"],
+               "Precision": "Fast" if fast else "Exact", "Scale": "2", "Handles": 0,
+               "Folder": str(tmp_path / "out")}
+    user = User(choices)
+    run_lua_script(resolve, user)
+
+    assert user.dialog is not None
+    check_lists(user.dialog.widgets, models, devices)
+    assert user.filled["Estimate"].startswith("160 x 120 -> 320 x 240 px, 3 frames")
+    if fast:
+        assert fast[0]["fast"] in user.filled["PrecisionNote"]
+    assert user.result.endswith("upscaled, on video track 2 at frame 86500."), user.statuses
+    remembered = json.loads((config.parent / "resolve-dialog-lua.json").read_text())
+    assert (remembered["device"], remembered["precision"]) == (
+        (fast or devices)[0]["name"], fast[0]["fast"] if fast else "fp32")
+
+    again = User({}, go=False)
+    run_lua_script(scene(small_sample, source_start=5, length=3)[0], again)
+    assert {key: again.opened[key] for key in choices} == choices
+    assert re.fullmatch(r"160 x 120 -> 320 x 240 px, 3 frames; about \d+:\d\d "
+                        r"\(from your last run\)", again.opened["Estimate"]), again.opened
+
+
+def test_both_scripts_ask_the_worker_with_the_same_code() -> None:
+    """The ask function (models, devices, a measured rate) is written once in each script's
+    program for realscale's Python; the two copies are the same text."""
+    marks = r"(# --- realscale ask: .*?# --- end of realscale ask ---)"
+    lua = re.search(marks, SCRIPT.read_text(), re.DOTALL)
+    python = re.search(marks, SCRIPT.with_suffix(".py").read_text(), re.DOTALL)
+    assert lua is not None and python is not None
+    assert lua.group(1) == python.group(1)

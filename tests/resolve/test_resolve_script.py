@@ -16,7 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from resolve_user import HOUR, User, check_frames, scene, snapshot, source_checkout_config
+from resolve_user import (
+    HOUR,
+    STEADY,
+    User,
+    check_frames,
+    check_lists,
+    check_steady,
+    scene,
+    snapshot,
+    source_checkout_config,
+    worker_facts,
+)
 
 from fakes.resolve import FakeBmd, FakeResolve
 
@@ -223,3 +234,59 @@ def test_placement_refused_takes_everything_back(small_sample, identity_model, c
     assert resolve.timeline.GetTrackCount("video") == 2
     assert [f.GetClipList() for f in resolve.media_pool.root.GetSubFolderList()] == [[]]
     assert resolve.mutations_of(original, original.media_item, above) == []
+
+
+def test_steady_video_reaches_the_job_and_is_remembered(small_sample, config, steady_reference,
+                                                        tmp_path) -> None:
+    """"Steady video" runs the job with --temporal: the clip placed on the timeline is what
+    `realscale video --temporal` makes (compact model), not the per-frame result; the next
+    time the dialog opens, the choices are as they were left."""
+    resolve, _, _ = scene(small_sample, source_start=STEADY["first"], length=STEADY["frames"])
+    choices = {"Model": STEADY["model"], "Scale": STEADY["scale"], "Codec": "ProRes 422 HQ",
+               "Temporal": True, "Placement": "On a new video track above", "Handles": 0,
+               "Folder": str(tmp_path / "steady")}
+    user = User(choices)
+    assert user.opened == {} and not (config.parent / "resolve-dialog.json").exists()
+    run_script(resolve, user)
+
+    assert user.opened["Temporal"] is False  # off until chosen
+    assert user.result.endswith("upscaled, on video track 2 at frame 86500."), user.statuses
+    [placed] = resolve.timeline.GetItemListInTrack("video", 2)
+    check_steady(placed.GetMediaPoolItem().GetClipProperty("File Path"), steady_reference)
+
+    again = User({}, go=False)
+    run_script(scene(small_sample)[0], again)
+    assert {key: again.opened[key] for key in choices if key != "Model"} == {
+        key: value for key, value in choices.items() if key != "Model"}
+    assert again.opened["Model"].endswith(STEADY["model"])  # shown with its purpose, if any
+
+
+def test_dialog_offers_what_the_worker_reports_and_remembers_it(small_sample, identity_model,
+                                                                config, tmp_path) -> None:
+    """Models by purpose and devices as the real worker reports them; the result's size;
+    Fast precision where the device has a fast mode (passed to the job as that precision);
+    next time the same choices, and an estimate of time from this run."""
+    models, devices = worker_facts()
+    resolve, _, _ = scene(small_sample, source_start=5, length=3)
+    fast = [d for d in devices if d.get("fast")]
+    choices = {"Model": str(identity_model), "Device": (fast or devices)[0]["label"],
+               "Precision": "Fast" if fast else "Exact", "Scale": "2", "Handles": 0,
+               "Placement": "On a new video track above", "Folder": str(tmp_path / "out")}
+    user = User(choices)
+    run_script(resolve, user)
+
+    assert user.dialog is not None
+    check_lists(user.dialog.widgets, models, devices)
+    assert user.filled["Estimate"].startswith("160 x 120 -> 320 x 240 px, 3 frames")
+    if fast:
+        assert fast[0]["fast"] in user.filled["PrecisionNote"]
+    assert user.result.endswith("upscaled, on video track 2 at frame 86500."), user.statuses
+    remembered = json.loads((config.parent / "resolve-dialog.json").read_text())
+    assert (remembered["device"], remembered["precision"]) == (
+        (fast or devices)[0]["name"], fast[0]["fast"] if fast else "fp32")
+
+    again = User({}, go=False)
+    run_script(scene(small_sample, source_start=5, length=3)[0], again)
+    assert {key: again.opened[key] for key in choices} == choices
+    assert re.fullmatch(r"160 x 120 -> 320 x 240 px, 3 frames; about \d+:\d\d "
+                        r"\(from your last run\)", again.opened["Estimate"]), again.opened
