@@ -4,6 +4,7 @@ spelled "auto" on the wire."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,12 +12,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from worker_support import RawWorker
+from worker_support import REPO, RawWorker
 
 from helpers import rgb_crop
 from realscale import wire as p
 
 MODEL = "realesr-animevideov3"  # the compact model: fast on a CPU
+PURPOSES = {"photo": "Photos and real-world images", "anime": "Anime and illustrations",
+            "video": "Video frames, fast"}
 
 
 @pytest.fixture
@@ -33,6 +36,33 @@ def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RawWorke
 def ask(worker: RawWorker, request: dict[str, Any]) -> dict[str, Any]:
     worker.send(p.pack_json(request))
     return worker.message()
+
+
+def catalogue_file() -> list[dict[str, Any]]:
+    return json.loads((REPO / "models" / "catalogue.json").read_text())["models"]
+
+
+def test_models_carry_purpose_and_download_size(worker: RawWorker) -> None:
+    reply = ask(worker, {"type": "models", "id": 1})
+    assert (reply["type"], reply["id"]) == ("models", 1)
+    rows = {row["name"]: row for row in reply["models"]}
+    for entry in catalogue_file():
+        row = rows[entry["name"]]
+        assert row["purpose"] in PURPOSES, row
+        assert row["purpose_label"] == PURPOSES[row["purpose"]]
+        urls = [source for source in entry["sources"] if source["kind"] == "url"]
+        embedded = any(source["kind"] == "package" for source in entry["sources"])
+        assert row["available"] is embedded
+        if embedded:
+            assert "download_bytes" not in row
+        else:
+            # null where the catalogue gives no size (then a dialog says "a download").
+            assert row["download_bytes"] == urls[0].get("size")
+    sized = [row for row in rows.values() if row.get("download_bytes")]
+    assert len(sized) >= 3 and min(row["download_bytes"] for row in sized) > 1_000_000
+    assert rows[MODEL]["purpose"] == "video"
+    assert rows["realesrgan-x4plus"]["purpose"] == "photo"
+    assert rows["realesrgan-x4plus-anime"]["purpose"] == "anime"
 
 
 def cpu_facts() -> tuple[str, set[str], int]:

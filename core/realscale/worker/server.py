@@ -231,9 +231,8 @@ def _with_purpose(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     entries = {entry.name: entry for entry in catalogue.entries()}
     for row in rows:
         entry = entries.get(row["name"])
-        # getattr: CatalogueEntry.purpose and purpose_label are being added (issue 17).
-        row["purpose"] = getattr(entry, "purpose", None)
-        row["purpose_label"] = getattr(entry, "purpose_label", None)
+        row["purpose"] = entry.purpose if entry is not None else None
+        row["purpose_label"] = entry.purpose_label if entry is not None else None
         if entry is not None and not row.get("available"):
             sizes = [source.size for source in entry.sources
                      if isinstance(source, catalogue.UrlSource)]
@@ -322,18 +321,18 @@ def _ram() -> tuple[int | None, int | None]:
     return found.get("MemAvailable"), total
 
 
-def measure_rate(upscaler: Upscaler, token: CancelToken) -> float:
+def measure_rate(upscaler: Upscaler, tile: int | str, token: CancelToken) -> float:
     """Input pixels per second of ``upscaler`` on a small square, timed after a warm-up run
     (which pays for the first-call costs: kernel choice, memory pools)."""
     side = MEASURE_SIDE
     rows, columns = np.indices((side, side))
     image = np.stack([rows * 4 + columns, rows * 3, columns * 5], axis=-1).astype(np.uint8)
-    upscaler.upscale(image, cancel=token)
+    upscaler.upscale(image, cancel=token, tile=tile)
     runs = 0
     started = time.perf_counter()
     elapsed = 0.0
     while runs < 8 and (runs == 0 or elapsed < MEASURE_SECONDS):
-        upscaler.upscale(image, cancel=token)
+        upscaler.upscale(image, cancel=token, tile=tile)
         runs += 1
         elapsed = time.perf_counter() - started
     return runs * side * side / max(elapsed, 1e-9)
@@ -689,9 +688,8 @@ class Session:
 
         with self._model_lock(token):
             upscaler = self._upscaler(engine)
-            upscaler.tile = engine.tile
             result = upscaler.upscale(image, scale=scale, progress=progress, cancel=token,
-                                      max_pixels=MAX_PIXELS)
+                                      max_pixels=MAX_PIXELS, tile=engine.tile)
         del image
         out_h, out_w = result.shape[:2]
         reply = {"type": p.RESULT, "id": request_id, "width": out_w, "height": out_h,
@@ -720,8 +718,7 @@ class Session:
                  ) -> tuple[dict[str, Any], None]:
         with self._model_lock(token):
             upscaler = self._upscaler(engine)
-            upscaler.tile = engine.tile
-            rate = measure_rate(upscaler, token)
+            rate = measure_rate(upscaler, engine.tile, token)
         return {"type": p.MEASURE, "id": request.get("id"), "model": request.get("model"),
                 "device": upscaler.engine.device_name, "precision": upscaler.precision,
                 "pixels_per_second": rate, "scale": upscaler.scale}, None
