@@ -216,6 +216,7 @@ def run_job(job, title: str, parent=None):
             job.wait(30.0)
     finally:
         timer.stop()
+        dialog.reset()  # stops the dialog's own timer, which could show it again
         dialog.hide()  # not close(): that emits canceled
         dialog.deleteLater()
         QApplication.processEvents()
@@ -240,18 +241,21 @@ def _busy_call(function, text: str, parent=None):
     dialog.setWindowTitle("Real-ESRGAN")
     dialog.setCancelButton(None)
     dialog.setWindowModality(Qt.WindowModality.WindowModal)
-    dialog.setMinimumDuration(500)
+    dialog.setMinimumDuration(0)
     loop = QEventLoop()
     timer = QTimer()
     timer.setInterval(50)
     timer.timeout.connect(lambda: None if thread.is_alive() else loop.quit())
     thread.start()
+    dialog.show()
     timer.start()
     try:
         if thread.is_alive():
             run_modal(loop)
     finally:
         timer.stop()
+        # reset() stops QProgressDialog's own timer, which would show it again later.
+        dialog.reset()
         dialog.hide()
         dialog.deleteLater()
     if "error" in box:

@@ -540,6 +540,11 @@ def test_first_use_cancel_during_install_leaves_nothing(krita: Setup, images: Im
     _check_setup_dialog(records["setup"])
     progress = records["progress"]
     assert progress["cancelled_in"], progress
+    # The search's busy dialog shows before the set-up dialog, and never again after it.
+    labels = progress["labels"]
+    installing = next(i for i, label in enumerate(labels) if label.startswith("Setting up"))
+    assert not any(label.startswith("Looking for Python") for label in labels[installing:]), (
+        progress)
     assert records["unchanged"] is True and records["messages_at_end"] == []
     assert not config.exists()
     assert not folder.exists() or not list(folder.iterdir()), list(folder.iterdir())
@@ -548,7 +553,12 @@ def test_first_use_cancel_during_install_leaves_nothing(krita: Setup, images: Im
 def test_first_use_installs_engine_then_upscales(krita: Setup, images: Images) -> None:
     """The real install: the plug-in zip's wheel into a fresh environment (ONNX Runtime on
     the CPU, dependencies from the package index), the config written, then the upscale the
-    user asked for; the engine dialog shows it."""
+    user asked for; the engine dialog shows it. In Krita 5.1 on this machine: inside the
+    chroots pip cannot resolve the package index's name (a chroot has no resolv.conf of this
+    machine), so there the dialog flow is what runs (the other first-use tests)."""
+    if krita.host.chroot is not None:
+        pytest.skip("pip reaches the package index only outside the chroots; the dialog flow "
+                    "runs in every release")
     run, folder, config = _setup_run(krita, images, "install", _setup_env(krita))
     records = run.result["records"]
     _check_setup_dialog(records["setup"])
