@@ -235,7 +235,7 @@ def test_no_messages_or_stray_windows_on_success(main_run) -> None:
 def test_rgba8_dialog_layer_matches_cli(main_run, images: Images) -> None:
     run, out, _, _ = main_run
     records = run.result["records"]
-    shown = records["dialog_first"]
+    shown = records["dialog_first_chosen"]  # MODEL's purpose chosen: its list holds MODEL
     assert MODEL in shown["models"] and shown["note"] == "", shown
     before, after = records["rgba8_before"], records["rgba8"]
     height, width = CROP
