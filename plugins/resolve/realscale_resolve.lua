@@ -521,23 +521,36 @@ local function platform()
   return exists(home .. "/Library/Preferences/.GlobalPreferences.plist") and "macos" or "posix"
 end
 
+-- Where `realscale install resolve` writes the worker config: the rule of core's
+-- realscale/wire.py (config_dir, config_path), which the Studio script and the worker use.
+-- Lua cannot run that Python before it knows the interpreter, and the interpreter is named in
+-- that very config, so the rule is written here once more; a test holds the two to the same
+-- answers.
 local function config_path()
   local override = os.getenv("REALSCALE_WORKER_CONFIG")
   if override and override ~= "" then
     return override
   end
-  local kind = platform()
-  if kind == "windows" then
-    local base = os.getenv("APPDATA") or ((os.getenv("USERPROFILE") or "") .. "\\AppData\\Roaming")
-    return base .. "\\realscale\\worker.json"
-  elseif kind == "macos" then
-    return (os.getenv("HOME") or "") .. "/Library/Application Support/realscale/worker.json"
+  local folder = os.getenv("REALSCALE_CONFIG_DIR")
+  if not folder or folder == "" then
+    local kind = platform()
+    if kind == "windows" then
+      local base = os.getenv("APPDATA")
+      if not base or base == "" then
+        base = (os.getenv("USERPROFILE") or "") .. "\\AppData\\Roaming"
+      end
+      folder = base .. "\\realscale"
+    elseif kind == "macos" then
+      folder = (os.getenv("HOME") or "") .. "/Library/Application Support/realscale"
+    else
+      local base = os.getenv("XDG_CONFIG_HOME")
+      if not base or not is_absolute(base) then
+        base = (os.getenv("HOME") or "") .. "/.config"  -- XDG: a relative value is ignored
+      end
+      folder = join(base, "realscale")
+    end
   end
-  local base = os.getenv("XDG_CONFIG_HOME")
-  if not base or base == "" then
-    base = (os.getenv("HOME") or "") .. "/.config"
-  end
-  return base .. "/realscale/worker.json"
+  return join(folder, "worker.json")
 end
 
 -- JSON text of a value made of tables (arrays from 1, or string keys), strings, numbers and

@@ -12,10 +12,14 @@ the standard library only and keeps to Python 3.6 syntax. The upscaling runs in 
 own environment: ``<python> -m realscale video ... --progress json``, with the interpreter that
 ``realscale install resolve`` recorded in the worker config file, as docs/resolve-job.md
 describes (the Lua script for Resolve's free edition, realscale_resolve.lua, runs the same job).
-Installed as one file, because every .py file in Fusion/Scripts/Edit becomes a menu entry.
+Every .py file in Fusion/Scripts/Edit becomes a menu entry, so this script is one file; the
+worker config is found by realscale_wire.py (core's realscale/wire.py), which `realscale install
+resolve` copies beside it, so the script, the worker and `realscale install` agree on where it
+is.
 """
 
 import contextlib
+import importlib.util
 import json
 import os
 import queue
@@ -55,11 +59,9 @@ CODECS = (("prores", "ProRes 422 HQ"), ("prores4444", "ProRes 4444"))
 PLACEMENTS = (("track", "On a new video track above"), ("take", "As a take of the clip"))
 SCOPES = (("clip", "Current clip"), ("track", "Every clip on the track"))
 DEFAULT_HANDLES = 6
-CONFIG_VERSION = 1
 REMEMBERED = "resolve-dialog.json"
 KILL_AFTER = 20
 """Seconds a cancelled job may take to stop before it is killed."""
-_STRIPPED_ENV = ("PYTHON", "QT_", "QML", "QTWEBENGINE", "__PYVENV")
 
 
 class ScriptError(Exception):
@@ -133,18 +135,49 @@ class ClipJob:
 # The core interpreter and the `realscale video` process
 
 
+EDIT_FOLDERS = {
+    "win32": ("%APPDATA%", "Blackmagic Design", "DaVinci Resolve", "Support", "Fusion", "Scripts",
+              "Edit"),
+    "darwin": ("~", "Library", "Application Support", "Blackmagic Design", "DaVinci Resolve",
+               "Fusion", "Scripts", "Edit"),
+    "linux": ("~", ".local", "share", "DaVinciResolve", "Fusion", "Scripts", "Edit"),
+}
+"""Resolve's per-user menu folder, where `realscale install resolve` puts this script and
+realscale_wire.py (when Resolve does not tell the script where it lies)."""
+
+
+def wire() -> Any:
+    """realscale_wire: core's config lookup and reading (realscale/wire.py), copied beside
+    this script by `realscale install resolve`, so script and worker agree on where the
+    config is. Found beside this file, else in Resolve's per-user menu folder, else (a source
+    checkout, as the tests run it) in core/."""
+    loaded = sys.modules.get("realscale_wire")
+    if loaded is not None:
+        return loaded
+    here = globals().get("__file__")
+    folders = [os.path.dirname(os.path.abspath(here))] if isinstance(here, str) else []
+    parts = EDIT_FOLDERS.get(sys.platform, EDIT_FOLDERS["linux"])
+    folders.append(os.path.expanduser(os.path.expandvars(os.path.join(*parts))))
+    candidates = [os.path.join(folder, "realscale_wire.py") for folder in folders]
+    if isinstance(here, str):  # this file in a source checkout: plugins/resolve/
+        candidates.append(os.path.join(folders[0], os.pardir, os.pardir, "core", "realscale",
+                                       "wire.py"))
+    for path in candidates:
+        if os.path.isfile(path):
+            spec = importlib.util.spec_from_file_location("realscale_wire", path)
+            if spec is None or spec.loader is None:
+                continue
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            sys.modules["realscale_wire"] = module
+            return module
+    raise ScriptError("realscale_wire.py is missing beside this script; run `realscale "
+                      "install resolve` in a terminal, then run this script again")
+
+
 def config_path() -> str:
-    """Where `realscale install` writes the worker config (docs/worker-client.md)."""
-    override = os.environ.get("REALSCALE_WORKER_CONFIG")
-    if override:
-        return override
-    if sys.platform == "win32":
-        base = os.environ.get("APPDATA") or os.path.expanduser("~\\AppData\\Roaming")
-    elif sys.platform == "darwin":
-        base = os.path.expanduser("~/Library/Application Support")
-    else:
-        base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
-    return os.path.join(base, "realscale", "worker.json")
+    """Where `realscale install` writes the worker config: realscale_wire decides."""
+    return str(wire().config_path())
 
 
 def remembered_path() -> str:
@@ -176,37 +209,27 @@ def save_remembered(values: "dict[str, Any]") -> None:
 
 def core_python() -> "tuple[str, list[str]]":
     """The interpreter of realscale's own environment and the folders it needs on
-    PYTHONPATH, from the worker config."""
-    path = config_path()
+    PYTHONPATH, from the worker config (read by realscale_wire, as the worker reads it)."""
+    module = wire()
     fix = "run `realscale install resolve` in a terminal, then run this script again"
     try:
-        with open(path, encoding="utf-8") as handle:
-            config = json.load(handle)
-    except OSError:
-        raise ScriptError(
-            f"realscale is not set up for Resolve ({path} is missing); {fix}.") from None
-    except ValueError:
-        raise ScriptError(f"{path} is not valid JSON; {fix}.") from None
-    python = config.get("python") if isinstance(config, dict) else None
+        config = module.read_config(host="resolve")
+    except module.ConfigError as exc:
+        raise ScriptError(str(exc).rstrip(".")) from None
+    path = config.get("_path")
+    python = config.get("python")
     if not isinstance(python, str) or not python:
-        raise ScriptError(f"{path} names no Python interpreter; {fix}.")
-    if isinstance(config, dict) and config.get("version", CONFIG_VERSION) > CONFIG_VERSION:
-        raise ScriptError(f"{path} was written by a newer realscale; update this script with "
-                          "`realscale install resolve`.")
+        raise ScriptError(f"{path} names no Python interpreter; {fix}")
     if not os.path.isfile(python):
-        raise ScriptError(f"realscale's Python {python} does not exist any more; {fix}.")
-    extra = config.get("pythonpath") if isinstance(config, dict) else None
+        raise ScriptError(f"realscale's Python {python} does not exist any more; {fix}")
+    extra = config.get("pythonpath")
     pythonpath = [p for p in extra if isinstance(p, str)] if isinstance(extra, list) else []
     return python, pythonpath
 
 
 def clean_environment(pythonpath: "list[str]") -> "dict[str, str]":
     """Resolve's own Python and Qt settings must not leak into realscale's interpreter."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.upper().startswith(_STRIPPED_ENV)}
-    if pythonpath:
-        env["PYTHONPATH"] = os.pathsep.join(pythonpath)
-    return env
+    return dict(wire().worker_environment(pythonpath))
 
 
 class Runner:

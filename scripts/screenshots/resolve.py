@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "resolve")]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "hosts" / "resolve")]
 
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 

@@ -2,9 +2,9 @@
 
 Written from Resolve's scripting README as fusionscript-stubs 21.0.0 types it: each class
 offers only documented methods, under their documented names and parameters
-(tests/resolve/test_fake.py checks that against the stubs), and keeps the state they act on
-(bins, clips, tracks, takes). Every call is recorded in ``FakeResolve.calls``, so tests can
-check what the script did and did not do. Where the documentation leaves a behaviour open,
+(tests/hosts/resolve/test_resolve_types.py checks that against the stubs), and keeps the state
+they act on (bins, clips, tracks, takes). Every call is recorded in ``FakeResolve.calls``, so
+tests can check what the script did and did not do. Where the documentation leaves a behaviour open,
 the fake makes it a switch so the script is tested both ways:
 
 - ``end_frame_inclusive``: whether AppendToTimeline's and AddTake's ``endFrame`` is the last
@@ -20,7 +20,7 @@ The Fusion UIManager is faked too (FakeUI): widgets keep their properties, a Fak
 runs a scripted "user" instead of an event loop, and fires timers in real time. Widgets are
 built in the Python form (``ui.VGroup({props}, [children])``) and the Lua form, where one
 table holds both (``ui:VGroup{ID = "x", child1, child2}``: integer keys are the children).
-tests/resolve/resolve_lua.py hands these same objects to the Lua script the way Resolve's Lua
+tests/hosts/resolve/resolve_lua.py hands these same objects to the Lua script the way Resolve's Lua
 binding does.
 """
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from fakes import resolve as fake
 
-SCRIPT = Path(__file__).resolve().parents[2] / "plugins" / "resolve" / "realscale_resolve.lua"
+SCRIPT = Path(__file__).resolve().parents[3] / "plugins" / "resolve" / "realscale_resolve.lua"
 RUNTIMES = {"luajit": "lupa.luajit21", "lua51": "lupa.lua51"}
 """Resolve embeds LuaJIT; plain Lua 5.1 checks that nothing LuaJIT-only slipped in."""
 
@@ -166,10 +166,11 @@ class Binding:
 
 
 def run_lua_script(resolve: fake.FakeResolve, user: Any, runtime: str = "luajit",
-                   timeout: float = 240) -> Any:
-    """Run plugins/resolve/realscale_resolve.lua with ``resolve``, ``fu`` and ``bmd`` given,
-    as Resolve does for Workspace > Scripts; ``user`` plays the person at the dialog."""
+                   timeout: float = 240, script: Path = SCRIPT) -> Any:
+    """Run plugins/resolve/realscale_resolve.lua (or an installed copy, ``script``) with
+    ``resolve``, ``fu`` and ``bmd`` given, as Resolve does for Workspace > Scripts; ``user``
+    plays the person at the dialog."""
     binding = Binding(runtime)
     bmd = fake.FakeBmd(user, timeout=timeout)
-    return binding.run(SCRIPT, resolve=binding.wrap(resolve), fu=binding.wrap(resolve.Fusion()),
+    return binding.run(script, resolve=binding.wrap(resolve), fu=binding.wrap(resolve.Fusion()),
                        bmd=binding.wrap(bmd, module=True))

@@ -1,6 +1,6 @@
 """The Lua script (Resolve's free edition), run end to end in lupa's LuaJIT against the same
 in-memory Resolve as the Python script (tests/fakes/resolve.py, through the Lua binding of
-tests/resolve/resolve_lua.py).
+tests/hosts/resolve/resolve_lua.py).
 
 The script really writes its job files, really starts its runner and ``realscale video``
 with ``os.execute`` (a tiny identity network, so every frame can be checked) on a real clip,
@@ -239,7 +239,7 @@ def test_a_python_that_cannot_run_is_reported(small_sample, config, jobs, tmp_pa
 
 
 @pytest.mark.parametrize(("setup", "message"), [
-    ("no config", "realscale is not set up for Resolve"),
+    ("no config", "is not set up"),
     ("no clip", "no video clip under the playhead"),
     ("a title", "Title 1 is not a media clip"),
     ("speed change", "has a speed change"),

@@ -31,7 +31,7 @@ from resolve_user import (
 
 from fakes.resolve import FakeBmd, FakeResolve
 
-SCRIPT = Path(__file__).resolve().parents[2] / "plugins" / "resolve" / "realscale_resolve.py"
+SCRIPT = Path(__file__).resolve().parents[3] / "plugins" / "resolve" / "realscale_resolve.py"
 
 
 def run_script(resolve: FakeResolve, user: Callable[..., None]) -> None:
@@ -153,7 +153,7 @@ def test_cancel_leaves_nothing_behind(sample, identity_model, config, tmp_path) 
 
 
 @pytest.mark.parametrize(("setup", "message"), [
-    ("no config", "realscale is not set up for Resolve"),
+    ("no config", "is not set up"),
     ("speed change", "has a speed change"),
     ("bad model", "unknown-model"),
     ("no clip", "no video clip under the playhead"),

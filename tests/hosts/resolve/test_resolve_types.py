@@ -24,7 +24,7 @@ import pytest
 
 from fakes import resolve as fake
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PLUGIN = ROOT / "plugins" / "resolve"
 SCRIPT = PLUGIN / "realscale_resolve.py"
 

@@ -154,7 +154,7 @@ def python_without_realscale() -> str:
 def source_checkout_config() -> dict[str, Any]:
     """A worker config for realscale run from a source tree: an interpreter that does not
     have it, and ``pythonpath`` naming core/ and this environment's packages."""
-    core = Path(__file__).resolve().parents[2] / "core"
+    core = Path(__file__).resolve().parents[3] / "core"
     return {"version": 1, "python": python_without_realscale(),
             "pythonpath": [str(core), sysconfig.get_paths()["purelib"]]}
 
