@@ -14,7 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -41,13 +41,20 @@ def plugin_dir(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def rs(plugin_dir: Path) -> ModuleType:
-    """realscale_setup, imported from the plug-in folder (its wheel is the bundled one)."""
+_PLUGIN_MODULES = ("realscale_setup", "realscale_client", "realscale_wire")
+
+
+@pytest.fixture(scope="module")
+def rs(plugin_dir: Path) -> Iterator[ModuleType]:
+    """realscale_setup, imported from the plug-in folder (its wheel is the bundled one); the
+    folder and its modules leave this process afterwards, so later tests import their own."""
     sys.path.insert(0, str(plugin_dir))
-    for name in ("realscale_setup", "realscale_client", "realscale_wire"):
+    for name in _PLUGIN_MODULES:
         sys.modules.pop(name, None)
-    return importlib.import_module("realscale_setup")
+    yield importlib.import_module("realscale_setup")
+    sys.path.remove(str(plugin_dir))
+    for name in _PLUGIN_MODULES:
+        sys.modules.pop(name, None)
 
 
 @pytest.fixture

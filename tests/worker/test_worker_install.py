@@ -627,6 +627,8 @@ def test_the_client_maps_only_error_kinds_the_worker_sends(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.syspath_prepend(str(REPO / "plugins" / "common"))
+    for name in ("realscale_client", "realscale_wire"):  # another test's copy may be cached
+        monkeypatch.delitem(sys.modules, name, raising=False)
     import realscale_client
 
     from realscale import wire

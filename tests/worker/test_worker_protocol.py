@@ -20,11 +20,13 @@ from realscale import wire as p
 
 def test_the_worker_speaks_the_clients_own_framing() -> None:
     # One source: the client takes its framing from core's realscale.wire.
+    stale = {name: sys.modules.pop(name, None) for name in ("realscale_client", "realscale_wire")}
     sys.path.insert(0, str(REPO / "plugins" / "common"))
     try:
         client = importlib.import_module("realscale_client")
     finally:
         sys.path.remove(str(REPO / "plugins" / "common"))
+        sys.modules.update({name: module for name, module in stale.items() if module})
     assert Path(client.__file__) == REPO / "plugins" / "common" / "realscale_client.py"
     assert client.wire is p and p.FrameReader is client.FrameReader
 
