@@ -7,4 +7,5 @@ cd "$ROOT"
 lint=()
 for path in core tests plugins bench; do [ -e "$path" ] && lint+=("$path"); done
 "$VENV/bin/ruff" check "${lint[@]}"
+"$VENV/bin/mypy"  # over core/realscale, configured in pyproject.toml
 "$VENV/bin/python" -m pytest "$@"
