@@ -12,10 +12,11 @@ the standard library only and keeps to Python 3.6 syntax. The upscaling runs in 
 own environment: ``<python> -m realscale video ... --progress json``, with the interpreter that
 ``realscale install resolve`` recorded in the worker config file, as docs/resolve-job.md
 describes (the Lua script for Resolve's free edition, realscale_resolve.lua, runs the same job).
-Every .py file in Fusion/Scripts/Edit becomes a menu entry, so this script is one file; the
-worker config is found by realscale_wire.py (core's realscale/wire.py), which `realscale install
-resolve` copies beside it, so the script, the worker and `realscale install` agree on where it
-is.
+Every .py file in Fusion/Scripts/Edit becomes a menu entry (and every sub-folder there a
+sub-menu), so this script is one file there; the worker config is found by realscale_wire.py
+(core's realscale/wire.py), which `realscale install resolve` puts outside the menus, in
+Fusion/Modules/realscale, so the script, the worker and `realscale install` agree on where it
+is (plugins/resolve/README.md).
 """
 
 import contextlib
@@ -135,34 +136,48 @@ class ClipJob:
 # The core interpreter and the `realscale video` process
 
 
-EDIT_FOLDERS = {
-    "win32": ("%APPDATA%", "Blackmagic Design", "DaVinci Resolve", "Support", "Fusion", "Scripts",
-              "Edit"),
+FUSION_FOLDERS = {
+    "win32": ("%APPDATA%", "Blackmagic Design", "DaVinci Resolve", "Support", "Fusion"),
     "darwin": ("~", "Library", "Application Support", "Blackmagic Design", "DaVinci Resolve",
-               "Fusion", "Scripts", "Edit"),
-    "linux": ("~", ".local", "share", "DaVinciResolve", "Fusion", "Scripts", "Edit"),
+               "Fusion"),
+    "linux": ("~", ".local", "share", "DaVinciResolve", "Fusion"),
 }
-"""Resolve's per-user menu folder, where `realscale install resolve` puts this script and
-realscale_wire.py (when Resolve does not tell the script where it lies)."""
+"""Resolve's per-user Fusion folder, where `realscale install resolve` puts this script (in
+Scripts/Edit) and realscale_wire.py (in WIRE_FOLDER)."""
+WIRE_FOLDER = ("Modules", "realscale")
+"""Where realscale_wire.py lies in the Fusion folder: outside Scripts/, so no menu lists it."""
+
+
+def wire_candidates(here: "str | None") -> "list[str]":
+    """Where realscale_wire.py may lie, in the order the script looks: in the Fusion folder
+    this script was installed into (Scripts/Edit/../../Modules/realscale: also a --dest
+    install or an unpacked zip), in Resolve's per-user Fusion folder (when Resolve does not
+    tell the script where it lies), beside this script (an install from before it moved),
+    and (a source checkout, as the tests run it: plugins/resolve/) in core/."""
+    folder = os.path.dirname(os.path.abspath(here)) if here else ""
+    fusion = os.path.expanduser(os.path.expandvars(os.path.join(
+        *FUSION_FOLDERS.get(sys.platform, FUSION_FOLDERS["linux"]))))
+    found = []
+    if folder:
+        found.append(os.path.join(folder, os.pardir, os.pardir, *WIRE_FOLDER))
+    found.append(os.path.join(fusion, *WIRE_FOLDER))
+    if folder:
+        found.append(folder)
+    paths = [os.path.join(f, "realscale_wire.py") for f in found]
+    if folder:
+        paths.append(os.path.join(folder, os.pardir, os.pardir, "core", "realscale", "wire.py"))
+    return [os.path.normpath(path) for path in paths]
 
 
 def wire() -> Any:
-    """realscale_wire: core's config lookup and reading (realscale/wire.py), copied beside
-    this script by `realscale install resolve`, so script and worker agree on where the
-    config is. Found beside this file, else in Resolve's per-user menu folder, else (a source
-    checkout, as the tests run it) in core/."""
+    """realscale_wire: core's config lookup and reading (realscale/wire.py), which
+    `realscale install resolve` copies into Fusion/Modules/realscale, so script and worker
+    agree on where the config is; see wire_candidates for where it is looked for."""
     loaded = sys.modules.get("realscale_wire")
     if loaded is not None:
         return loaded
     here = globals().get("__file__")
-    folders = [os.path.dirname(os.path.abspath(here))] if isinstance(here, str) else []
-    parts = EDIT_FOLDERS.get(sys.platform, EDIT_FOLDERS["linux"])
-    folders.append(os.path.expanduser(os.path.expandvars(os.path.join(*parts))))
-    candidates = [os.path.join(folder, "realscale_wire.py") for folder in folders]
-    if isinstance(here, str):  # this file in a source checkout: plugins/resolve/
-        candidates.append(os.path.join(folders[0], os.pardir, os.pardir, "core", "realscale",
-                                       "wire.py"))
-    for path in candidates:
+    for path in wire_candidates(here if isinstance(here, str) else None):
         if os.path.isfile(path):
             spec = importlib.util.spec_from_file_location("realscale_wire", path)
             if spec is None or spec.loader is None:
@@ -171,8 +186,9 @@ def wire() -> Any:
             spec.loader.exec_module(module)
             sys.modules["realscale_wire"] = module
             return module
-    raise ScriptError("realscale_wire.py is missing beside this script; run `realscale "
-                      "install resolve` in a terminal, then run this script again")
+    raise ScriptError("realscale_wire.py is missing from Resolve's Fusion/Modules/realscale "
+                      "folder; run `realscale install resolve` in a terminal, then run this "
+                      "script again")
 
 
 def config_path() -> str:
