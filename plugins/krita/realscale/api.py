@@ -23,9 +23,13 @@ TITLE = "Real-ESRGAN"
 MESSAGE_OBJECT_NAME = "realscale_message"
 INSTALL_HINT = ("Install the worker with `realscale install krita` (from the realscale package, "
                 "in the Python environment that has torch), then try again.")
-CLIENT_MISSING = ("This copy of the realscale plug-in is incomplete: realscale_client.py is "
-                  "missing. Install the plug-in with `realscale install krita`, or import the "
-                  "zip made by `realscale package krita`.")
+INCOMPLETE = ("The realscale plug-in is incomplete ({} missing from its folder): reinstall it "
+              "from the release zip (`realscale package krita`) or with "
+              "`realscale install krita`.")
+VENDORED = ("realscale_client.py", "realscale_wire.py")
+"""The modules ``realscale install`` and ``realscale package`` copy in beside this file."""
+UPDATE_OFFER_OBJECT_NAME = "realscale_update_offer"
+UPDATE_BUTTON = "Update the engine"
 
 _client = None
 _busy = False
@@ -35,14 +39,26 @@ _create_lock = threading.Lock()
 
 
 def client_module():
-    """The vendored worker client (``realscale_client.py`` beside this file)."""
+    """The vendored worker client (``realscale_client.py`` beside this file, with the
+    ``realscale_wire.py`` it imports)."""
     try:
         from . import realscale_client
     except ImportError as exc:
-        if getattr(exc, "name", None) not in (None, __package__ + ".realscale_client"):
+        incomplete = incomplete_message()
+        if incomplete is None:
             raise
-        raise PluginError(CLIENT_MISSING) from exc
+        raise PluginError(incomplete) from exc
     return realscale_client
+
+
+def incomplete_message(names=VENDORED) -> str | None:
+    """The one-sentence message when one of the vendored modules ``names`` is missing from
+    the plug-in's folder (a copy made by hand), else None."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    missing = [name for name in names if not os.path.isfile(os.path.join(here, name))]
+    if not missing:
+        return None
+    return INCOMPLETE.format(" and ".join(missing) + (" are" if len(missing) > 1 else " is"))
 
 
 def client():
@@ -279,12 +295,68 @@ def action_engine() -> None:
 
 def action_upscale() -> None:
     """Tools > Scripts > Upscale with Real-ESRGAN..."""
-    _report(upscale_with_dialog)
+    _report(lambda: _offering_update(upscale_with_dialog))
 
 
 def action_upscale_again() -> None:
     """Tools > Scripts > Upscale Again."""
-    _report(upscale_again)
+    _report(lambda: _offering_update(upscale_again))
+
+
+def _offering_update(function):
+    """Run ``function``; when it fails because the engine speaks another protocol than this
+    plug-in (an engine set up by an older or newer plug-in), offer the update instead of the
+    error, run it with its progress, and run ``function`` once more."""
+    try:
+        return function()
+    except (Cancelled, PluginError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a worker failure: is the engine outdated?
+        if not offer_update(exc):
+            raise
+    return function()
+
+
+def offer_update(exc: BaseException, parent=None) -> bool:
+    """After a worker failure ``exc``: True when the engine speaks another protocol and the
+    user let the plug-in update it (done, the client closed); False when that is not why it
+    failed. Raises Cancelled when the user declines, PluginError when the update fails."""
+    from . import engine
+
+    module = client_module()
+    if not isinstance(exc, module.WorkerError) or isinstance(
+            exc, (module.WorkerCancelled, module.WorkerOutOfMemory)):
+        return False
+    close_client()
+    parent = parent if parent is not None else _window()
+    setup = engine.setup_module()
+    info = engine.busy_call(setup.engine_info, "Asking the engine what it is...", parent)
+    if not (info.update_offered and info.protocol is not None
+            and info.protocol != module.PROTOCOL_VERSION):
+        return False
+    if not _ask_update(info.message, parent):
+        raise Cancelled()
+    engine.update(parent)
+    return True
+
+
+def _ask_update(text: str, parent) -> bool:
+    """The offer: the engine's own sentence, with "Update the engine" and Cancel."""
+    from .qt import QMessageBox, run_modal
+
+    box = QMessageBox(QMessageBox.Icon.Question, TITLE, text,
+                      QMessageBox.StandardButton.Cancel, parent)
+    box.setObjectName(UPDATE_OFFER_OBJECT_NAME)
+    box.setInformativeText("The plug-in cannot use this engine until it is updated; the update "
+                           "keeps its folder and backend, then the upscale runs.")
+    update = box.addButton(UPDATE_BUTTON, QMessageBox.ButtonRole.AcceptRole)
+    update.setObjectName("update")
+    box.setDefaultButton(update)
+    try:
+        run_modal(box)
+        return box.clickedButton() is update
+    finally:
+        box.deleteLater()
 
 
 def message_for(exc: BaseException) -> str:

@@ -41,13 +41,18 @@ SETUP_MISSING = ("This copy of the realscale plug-in cannot set up its engine "
 
 
 def setup_module():
-    """The vendored ``realscale_setup`` (beside this file)."""
+    """The vendored ``realscale_setup`` (beside this file; it imports the client)."""
+    from .api import VENDORED, incomplete_message
+
     try:
         from . import realscale_setup
     except ImportError as exc:
-        if getattr(exc, "name", None) not in (None, __package__ + ".realscale_setup"):
-            raise
-        raise PluginError(SETUP_MISSING) from exc
+        incomplete = incomplete_message(VENDORED)
+        if incomplete is not None:
+            raise PluginError(incomplete) from exc
+        if incomplete_message(("realscale_setup.py",)) is not None:
+            raise PluginError(SETUP_MISSING) from exc
+        raise
     return realscale_setup
 
 
@@ -65,7 +70,7 @@ def set_up(parent=None) -> None:
     """Ask, install, report: returns once the engine answers; raises Cancelled when the user
     cancels (nothing is left behind) and PluginError (with the log's path) on failure."""
     setup = setup_module()
-    plan = _busy_call(setup.detect, "Looking for Python on this computer...", parent)
+    plan = busy_call(setup.detect, "Looking for Python on this computer...", parent)
     dialog = SetupDialog(plan, parent)
     try:
         if not run_modal(dialog):
@@ -223,7 +228,7 @@ def run_job(job, title: str, parent=None):
     return job.result
 
 
-def _busy_call(function, text: str, parent=None):
+def busy_call(function, text: str, parent=None):
     """Call ``function`` (a second or two) on a thread while a busy dialog shows ``text``."""
     import threading
 
@@ -362,11 +367,22 @@ def manage(parent=None) -> str:
     if action == "setup":
         set_up(parent)
         return action
-    job = setup.update() if action == "update" else setup.remove()
-    title = "Updating" if action == "update" else "Removing"
-    result = run_job(job, f"{title} the Real-ESRGAN engine", parent)
+    if action == "update":
+        update(parent)
+        return action
+    result = run_job(setup.remove(), "Removing the Real-ESRGAN engine", parent)
     if result.cancelled:
         raise Cancelled()
     if not result.ok:
         raise PluginError(failure_text(result))
     return action
+
+
+def update(parent=None) -> None:
+    """Replace the set-up engine with the plug-in's version (same folder and backend) behind
+    the progress dialog; raises Cancelled or PluginError (with the log's path)."""
+    result = run_job(setup_module().update(), "Updating the Real-ESRGAN engine", parent)
+    if result.cancelled:
+        raise Cancelled()
+    if not result.ok:
+        raise PluginError(failure_text(result))

@@ -94,24 +94,30 @@ class Installation:
     def importer(self) -> Path:
         return self.root / KRITA_IMPORTER
 
-    def start(self, argv: list[str], env: dict[str, str], cwd: Path, log) -> subprocess.Popen:
+    def start(self, argv: list[str], env: dict[str, str], cwd: Path, log,
+              binds: tuple[Path, ...] = ()) -> subprocess.Popen:
         """Start ``argv`` (a program of this Krita) with ``env`` in ``cwd``, in a session of
-        its own (for killing the whole run), output to ``log``."""
+        its own (for killing the whole run), output to ``log``; in a chroot, ``binds`` (files
+        or folders of this machine) are seen read-only at the same paths."""
         if self.host.chroot is None:
             command, outer_env = argv, env
         else:
-            command = self.command(argv, env, cwd)
+            command = self.command(argv, env, cwd, binds)
             outer_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
         return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, env=outer_env, cwd=str(cwd),
                                 start_new_session=True)
 
-    def command(self, argv: list[str], env: dict[str, str], cwd: Path) -> list[str]:
+    def command(self, argv: list[str], env: dict[str, str], cwd: Path,
+                binds: tuple[Path, ...] = ()) -> list[str]:
         """The command line that runs ``argv`` in the chroot with exactly ``env``, in
-        ``cwd``, with the shared folders mounted (in a private mount namespace)."""
+        ``cwd``, with the shared folders and ``binds`` (read-only) mounted, in a private
+        mount namespace."""
         mounts = []
         for path, writable in self.shared:
             mounts += ["rw" if writable else "ro", str(path)]
+        for path in binds:
+            mounts += ["ro", str(path)]
         variables = [f"{key}={value}" for key, value in env.items()]
         return ["unshare", "--mount", "--propagation", "private", "sh", "-c", _CHROOT_RUN,
                 "realscale-krita-chroot", str(self.root), *mounts, "--",
@@ -126,7 +132,12 @@ mount -t proc proc "$root/proc"
 mount -t tmpfs -o mode=1777 tmpfs "$root/dev/shm"
 mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
 while [ "$1" != "--" ]; do
-    mkdir -p "$root$2"
+    if [ -d "$2" ]; then
+        mkdir -p "$root$2"
+    elif [ ! -e "$root$2" ]; then
+        mkdir -p "$(dirname "$root$2")"
+        : > "$root$2"
+    fi
     mount --bind "$2" "$root$2"
     if [ "$1" = ro ]; then mount -o remount,bind,ro "$root$2"; fi
     shift 2
@@ -136,7 +147,8 @@ exec chroot "$root" "$@"
 """
 """Runs inside ``unshare --mount``: ROOT, then (ro|rw PATH)..., --, the command. The mounts
 live only in this private namespace; the chroot's /tmp is a tmpfs there, so the mount points of
-folders under /tmp are made in memory, not in the cached chroot."""
+folders under /tmp are made in memory, not in the cached chroot. A file (/etc/resolv.conf) is
+bound over the chroot's own; only where the chroot has none is an empty one made to mount on."""
 
 
 def unavailable(message: str) -> None:
@@ -421,8 +433,10 @@ def write_worker_config(path: Path, python: str | None = None) -> Path:
 
 
 def run_scenario(profile: Profile, scenario: str, out: Path, *, params: dict | None = None,
-                 timeout: float = 240.0, env: dict[str, str] | None = None) -> Run:
-    """Start Krita on ``profile``, run one scenario, wait for it to quit (or kill it)."""
+                 timeout: float = 240.0, env: dict[str, str] | None = None,
+                 binds: tuple[Path, ...] = ()) -> Run:
+    """Start Krita on ``profile``, run one scenario, wait for it to quit (or kill it).
+    ``binds``: files or folders of this machine a chroot's Krita sees read-only."""
     out.mkdir(parents=True, exist_ok=True)
     spec = {"scenarios": str(SCENARIOS), "scenario": scenario, "params": params or {},
             "out": str(out), "timeout": timeout - 15}
@@ -437,7 +451,8 @@ def run_scenario(profile: Profile, scenario: str, out: Path, *, params: dict | N
     started = time.monotonic()
     with open(log_path, "wb") as log, virtual_display(log) as display:
         run_env["DISPLAY"] = display
-        process = profile.installation.start(["krita", "--nosplash"], run_env, home, log)
+        process = profile.installation.start(["krita", "--nosplash"], run_env, home, log,
+                                             binds)
         try:
             returncode: int | None = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -504,3 +519,54 @@ def _kill_group(process: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+# -- pip inside a chroot ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PipSettings:
+    """What a pip inside a chroot needs to reach the package index as this machine's pip
+    does: variables for Krita's environment and files or folders to bind read-only."""
+
+    env: dict[str, str]
+    binds: tuple[Path, ...]
+
+
+def pip_settings(folder: Path) -> PipSettings:
+    """This machine's pip settings for a pip in a chroot: name resolution (/etc/resolv.conf),
+    pip's effective configuration (``pip config list`` and the PIP_* variables) written to
+    ``folder``/pip.conf for PIP_CONFIG_FILE, the files it names (a CA bundle, constraints)
+    copied beside it, and the local folders it names (find-links, file:// indexes) bound."""
+    listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"],
+                            capture_output=True, text=True, check=False, timeout=60).stdout
+    values: dict[str, str] = {}
+    for line in listed.splitlines():
+        key, _, value = line.partition("=")
+        if "." in key:
+            values[key.split(".", 1)[1]] = value.strip().strip("'\"")
+    values.update({key[4:].lower().replace("_", "-"): value
+                   for key, value in os.environ.items()
+                   if key.startswith("PIP_") and key != "PIP_CONFIG_FILE"})
+    folder.mkdir(parents=True, exist_ok=True)
+    binds: list[Path] = []
+    resolv = Path("/etc/resolv.conf")
+    if resolv.is_file():
+        binds.append(resolv)
+    for key in ("cert", "client-cert", "constraint", "requirement"):
+        if values.get(key) and Path(values[key]).is_file():
+            copy = folder / f"pip-{key}"
+            shutil.copyfile(values[key], copy)
+            values[key] = str(copy)
+    for key in ("find-links", "index-url", "extra-index-url"):
+        for item in values.get(key, "").split():
+            path = Path(item[len("file://"):] if item.startswith("file://") else item)
+            if key != "find-links":
+                path = path.parent  # an index's pages link to files beside its simple/
+            if path.is_absolute() and path != Path("/") and path.exists():
+                binds.append(path)
+    config = folder / "pip.conf"
+    config.write_text("[global]\n" + "".join(f"{key} = {value}\n"
+                                             for key, value in sorted(values.items())),
+                      encoding="utf-8")
+    return PipSettings({"PIP_CONFIG_FILE": str(config)}, tuple(dict.fromkeys(binds)))

@@ -653,8 +653,95 @@ def first_use_setup(ctx):
         ctx.robot.on("realscale_engine", read_engine)
         ctx.trigger("realscale_engine")
         ctx.record("engine", engine)
+        if p.get("other_protocol"):
+            yield from engine_of_another_protocol(ctx, document, messages)
     else:
         ctx.record("unchanged", ctx.snapshot(document) == before)
     ctx.record("messages_at_end", list(messages))
     ctx.record("unexpected", list(ctx.robot.unexpected))
     yield 50
+
+
+def _speak_protocol(folder, version):
+    """Make the engine in ``folder`` speak protocol ``version`` (as one set up by another
+    realscale would): its installed realscale's PROTOCOL_VERSION, its stale bytecode gone."""
+    import glob
+    import re
+
+    patched = []
+    pattern = os.path.join(folder, "env-*", "lib", "python3*", "site-packages", "realscale",
+                           "**", "*.py")
+    for path in glob.glob(pattern, recursive=True):
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+        changed = re.sub(r"(?m)^PROTOCOL_VERSION = \d+$", f"PROTOCOL_VERSION = {version}",
+                         text)
+        if changed == text:
+            continue
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(changed)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        for cached in glob.glob(os.path.join(os.path.dirname(path), "__pycache__",
+                                             stem + ".*.pyc")):
+            os.remove(cached)
+        patched.append(path)
+    return patched
+
+
+def engine_of_another_protocol(ctx, document, messages):
+    """After the first use: the engine is made to speak another protocol, the worker is
+    ended (as a restart of Krita would), and Upscale Again runs on a second copy of the
+    image. The plug-in offers "Update the engine" (pressed), updates it behind its progress
+    dialog and runs the upscale."""
+    from realscale import api
+
+    p = ctx.params
+    folder = p["folder"]
+    ctx.record("envs_before_update", sorted(n for n in os.listdir(folder)
+                                            if n.startswith("env-")))
+    ctx.record("patched", _speak_protocol(folder, p["other_protocol"]))
+    api.close_client()
+    offer = {}
+
+    def answer_offer(box):
+        if "text" in offer:
+            return
+        offer["text"] = box.text()
+        offer["informative"] = box.informativeText()
+        offer["buttons"] = sorted(b.text() for b in box.buttons())
+        box.findChild(QPushButton, "update").click()
+
+    ctx.robot.on("realscale_update_offer", answer_offer)
+    progress = watch_setup_progress(ctx, {})
+    again = ctx.open(p["rgba8_again"])
+    yield from ctx.ready(again)
+    yield 300
+    ctx.trigger(AGAIN)
+    ctx.record("offer", offer)
+    ctx.record("update_progress", progress)
+    ctx.record("envs_after_update", sorted(n for n in os.listdir(folder)
+                                           if n.startswith("env-")))
+    ctx.record("again_document", describe(ctx, again))
+    layer = again.nodeByName("Background (Real-ESRGAN x4)")
+    if layer is not None:
+        ctx.dump(layer, again, "rgba8-again.raw")
+    ctx.record("messages_after_update", list(messages))
+
+
+def incomplete_plugin(ctx):
+    """The plug-in folder without realscale_wire.py (copied by hand, not from the zip): the
+    upscale commands and the engine command each give one message saying so."""
+    messages = watch_messages(ctx)
+    document = ctx.open(ctx.params["rgba8"])
+    yield from ctx.ready(document)
+    yield 300
+    before = ctx.snapshot(document)
+    shown = {}
+    for action in (UPSCALE, AGAIN, "realscale_engine"):
+        ctx.trigger(action)
+        yield 100
+        shown[action] = list(messages)
+        del messages[:]
+    ctx.record("messages", shown)
+    ctx.record("unchanged", ctx.snapshot(document) == before)
+    ctx.record("unexpected", list(ctx.robot.unexpected))

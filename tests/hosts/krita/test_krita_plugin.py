@@ -20,6 +20,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -482,15 +483,17 @@ def test_missing_worker_offers_setup(failure_run) -> None:
 # -- first use: the engine set up from inside Krita (issue 14) ----------------------------------
 
 
-def _setup_run(krita: Setup, images: Images, mode: str, env: dict[str, str]) -> tuple:
+def _setup_run(krita: Setup, images: Images, mode: str, env: dict[str, str],
+               binds: tuple[Path, ...] = (), **more: object) -> tuple:
     profile, _ = _fresh_profile(krita, f"setup-{mode}")
     folder = krita.root / f"engine-{mode}"
     config = krita.root / f"setup-{mode}-worker.json"
     params = {"rgba8": str(images.inputs["rgba8"]), "model": MODEL, "tile": TILE,
-              "mode": mode, "folder": str(folder), "config": str(config), "backend": "cpu"}
+              "mode": mode, "folder": str(folder), "config": str(config), "backend": "cpu",
+              **more}
     run = kh.run_scenario(profile, "first_use_setup", krita.root / f"setup-{mode}-out",
                           params=params, timeout=900 if mode == "install" else 300,
-                          env={"REALSCALE_WORKER_CONFIG": str(config), **env})
+                          env={"REALSCALE_WORKER_CONFIG": str(config), **env}, binds=binds)
     assert run.result.get("ok") and run.returncode == 0, run.describe()
     return run, folder, config
 
@@ -503,12 +506,19 @@ def _check_setup_dialog(shown: dict) -> None:
     assert "MB" in backends["cpu"] or "GB" in backends["cpu"], backends
 
 
-def _setup_env(krita: Setup) -> dict[str, str]:
+def _setup_env(krita: Setup) -> tuple[dict[str, str], tuple[Path, ...]]:
     """Where the set-up looks for a Python: the one this test runs on (a chroot sees it at the
     same path; the chroots' own Pythons have no venv module), and one pip cache for all the
-    runs (pip still asks the package index)."""
-    return {"REALSCALE_SETUP_SEARCH": str(Path(sys.base_prefix) / "bin"),
-            "PIP_CACHE_DIR": str(krita.root.parent / "pip-cache")}
+    runs (pip still asks the package index). In a chroot, pip gets this machine's settings
+    (its pip configuration, its CA bundle, its name resolution: see
+    ``krita_harness.pip_settings``), bound read-only into the run's private mount namespace,
+    which ends with the run."""
+    env = {"REALSCALE_SETUP_SEARCH": str(Path(sys.base_prefix) / "bin"),
+           "PIP_CACHE_DIR": str(krita.root.parent / "pip-cache")}
+    if krita.host.chroot is None:
+        return env, ()  # Krita runs in this machine's environment, pip's settings included
+    pip = kh.pip_settings(krita.root / "pip")
+    return {**env, **pip.env}, pip.binds
 
 
 def test_first_use_declined_changes_nothing(krita: Setup, images: Images) -> None:
@@ -534,8 +544,31 @@ def test_first_use_without_python_says_what_to_do(krita: Setup, images: Images) 
     assert not config.exists() and not folder.exists()
 
 
+@pytest.mark.parametrize("krita", [host for host in kh.HOSTS if host.chroot is not None],
+                         ids=[host.key for host in kh.HOSTS if host.chroot is not None],
+                         indirect=True)
+def test_first_use_with_a_python_without_venv_says_what_to_do(krita: Setup,
+                                                              images: Images) -> None:
+    """A Debian user's case, real: the chroot's own /usr/bin/python3 is Debian's without
+    python3-venv (Krita's packages do not pull it in). The set-up dialog names the package to
+    install and offers no Install; nothing changes. Only in the chroots: this machine's Debian
+    has python3-venv, so Krita 5.1 here has no such Python to find."""
+    run, folder, config = _setup_run(krita, images, "novenv",
+                                     {"REALSCALE_SETUP_SEARCH": "/usr/bin"})
+    records = run.result["records"]
+    setup = records["setup"]
+    assert setup["install_enabled"] is False, setup
+    problem = setup["setup"]["problem"]
+    assert re.search(r"No usable Python 3\.10 or newer was found \(Python 3\.\d+\.\d+ cannot "
+                     r"make virtual environments \(on Debian and Ubuntu: install the "
+                     r"python3\.\d+-venv package\)\)", problem), problem
+    assert records["unchanged"] is True and records["messages_at_end"] == []
+    assert not config.exists() and not folder.exists()
+
+
 def test_first_use_cancel_during_install_leaves_nothing(krita: Setup, images: Images) -> None:
-    run, folder, config = _setup_run(krita, images, "cancel", _setup_env(krita))
+    env, binds = _setup_env(krita)
+    run, folder, config = _setup_run(krita, images, "cancel", env, binds)
     records = run.result["records"]
     _check_setup_dialog(records["setup"])
     progress = records["progress"]
@@ -550,31 +583,48 @@ def test_first_use_cancel_during_install_leaves_nothing(krita: Setup, images: Im
     assert not folder.exists() or not list(folder.iterdir()), list(folder.iterdir())
 
 
-def test_first_use_installs_engine_then_upscales(krita: Setup, images: Images) -> None:
-    """The real install: the plug-in zip's wheel into a fresh environment (ONNX Runtime on
-    the CPU, dependencies from the package index), the config written, then the upscale the
-    user asked for; the engine dialog shows it. In Krita 5.1 on this machine: inside the
-    chroots pip cannot resolve the package index's name (a chroot has no resolv.conf of this
-    machine), so there the dialog flow is what runs (the other first-use tests)."""
-    if krita.host.chroot is not None:
-        pytest.skip("pip reaches the package index only outside the chroots; the dialog flow "
-                    "runs in every release")
-    run, folder, config = _setup_run(krita, images, "install", _setup_env(krita))
-    records = run.result["records"]
+OTHER_PROTOCOL = 2
+"""The protocol the installed engine is made to speak before the update is offered."""
+
+
+@pytest.fixture(scope="module")
+def first_use(krita: Setup, images: Images) -> dict:
+    """The real first use, then the engine of another protocol, in one Krita run: the set-up
+    installs the plug-in zip's wheel into a fresh environment (ONNX Runtime on the CPU, the
+    dependencies from the package index), the upscale goes on, the engine dialog shows it;
+    then the engine is made to speak another protocol and Upscale Again runs on a second copy
+    of the image (the update offered, accepted, run, and the upscale done). In a chroot pip
+    runs with this machine's settings bound in (``_setup_env``)."""
+    again = krita.root / "rgba8-again.png"
+    again.write_bytes(images.inputs["rgba8"].read_bytes())
+    env, binds = _setup_env(krita)
+    started = time.monotonic()
+    run, folder, config = _setup_run(krita, images, "install", env, binds,
+                                     other_protocol=OTHER_PROTOCOL, rgba8_again=str(again))
+    print(f"\n[{krita.host.key}] first use with install and update: "
+          f"{time.monotonic() - started:.0f} s of Krita", file=sys.stderr)
+    return {"run": run, "folder": folder, "config": config,
+            "out": krita.root / "setup-install-out"}
+
+
+def test_first_use_installs_engine_then_upscales(krita: Setup, images: Images,
+                                                 first_use: dict) -> None:
+    """The real install (see ``first_use``), in every release: the phases shown, the config
+    written only once the engine answered, the upscale the user asked for done by it (ONNX
+    Runtime in fp32), and the engine dialog showing it."""
+    folder, config = first_use["folder"], first_use["config"]
+    records = first_use["run"].result["records"]
     _check_setup_dialog(records["setup"])
     labels = " | ".join(records["progress"]["labels"])
     for phase in ("Making the environment", "Installing", "Checking the engine"):
         assert phase in labels, labels
     assert config.exists(), records
-    python = json.loads(config.read_text())["python"]
-    assert python.startswith(str(folder)), python
     assert records["messages_at_end"] == [], records["messages_at_end"]
     height, width = CROP
     assert records["document"]["size"] == [width * 4, height * 4]
     assert records["document"]["layers"][-1] == ["Background (Real-ESRGAN x4)", "paintlayer",
                                                  True]
-    layer = _raw(krita.root / "setup-install-out" / "rgba8.raw", (height * 4, width * 4, 4),
-                 "u1")
+    layer = _raw(first_use["out"] / "rgba8.raw", (height * 4, width * 4, 4), "u1")
     # The engine set up is the torch-free one: compare with the CLI on ONNX Runtime in fp32
     # (the same package from the same index; within 1/255 allows another onnxruntime build).
     out = krita.root / "setup-install-reference"
@@ -589,6 +639,63 @@ def test_first_use_installs_engine_then_upscales(krita: Setup, images: Images) -
     assert engine["fields"]["folder"] == str(folder), engine
     assert engine["fields"]["backend"] == "cpu" and engine["fields"]["version"] != "-", engine
     assert engine["buttons"] == {"update": True, "remove": True, "setup": False}, engine
+    assert records["envs_before_update"] and all(
+        name.startswith(f"env-{engine['fields']['version']}-")
+        for name in records["envs_before_update"]), records["envs_before_update"]
+
+
+def test_engine_of_another_protocol_offers_the_update(krita: Setup, first_use: dict) -> None:
+    """Issue 14.3: an engine that speaks another protocol is no error box but the offer to
+    update it; accepted, the update runs behind its progress dialog (a new environment, the
+    old one gone, the config pointing at the new one) and the upscale then runs, giving the
+    same pixels as the engine before it."""
+    folder, config = first_use["folder"], first_use["config"]
+    records = first_use["run"].result["records"]
+    assert records["patched"], "no PROTOCOL_VERSION found in the installed engine"
+    offer = records["offer"]
+    assert offer.get("text"), ("no update offered", records.get("messages_after_update"))
+    assert f"speaks protocol {OTHER_PROTOCOL} and this plug-in speaks 1" in offer["text"], offer
+    assert offer["text"].startswith("The engine (realscale ") and str(folder) in offer["text"]
+    assert offer["buttons"] == ["Cancel", "Update the engine"], offer
+    labels = records["update_progress"]["labels"]
+    assert any(label.startswith("Asking the engine") for label in labels), labels
+    updating = " | ".join(labels)
+    for phase in ("Making the environment", "Installing", "Checking the engine"):
+        assert phase in updating, labels
+    assert records["messages_after_update"] == [], records["messages_after_update"]
+    before, after = records["envs_before_update"], records["envs_after_update"]
+    assert len(after) == 1 and after != before, (before, after)
+    python = json.loads(config.read_text())["python"]
+    assert python.startswith(str(folder / after[0])), python
+    height, width = CROP
+    assert records["again_document"]["layers"][-1] == [
+        "Background (Real-ESRGAN x4)", "paintlayer", True], records["again_document"]
+    first = _raw(first_use["out"] / "rgba8.raw", (height * 4, width * 4, 4), "u1")
+    updated = _raw(first_use["out"] / "rgba8-again.raw", (height * 4, width * 4, 4), "u1")
+    np.testing.assert_array_equal(updated, first)
+
+
+# -- a plug-in folder copied without its vendored modules --------------------------------------
+
+
+def test_plugin_without_realscale_wire_says_reinstall(krita: Setup, images: Images) -> None:
+    """The zip installed, then realscale_wire.py deleted (a folder copied by hand without
+    it): each command gives one message saying the plug-in is incomplete and how to reinstall
+    it, never a traceback; the image is unchanged."""
+    profile, _ = _fresh_profile(krita, "incomplete")
+    (profile.resources / "pykrita" / "realscale" / "realscale_wire.py").unlink()
+    run = kh.run_scenario(profile, "incomplete_plugin", krita.root / "incomplete-out",
+                          params={"rgba8": str(images.inputs["rgba8"])},
+                          env={"REALSCALE_WORKER_CONFIG": str(krita.worker_config)})
+    assert run.result.get("ok") and run.returncode == 0, run.describe()
+    records = run.result["records"]
+    expected = ("The realscale plug-in is incomplete (realscale_wire.py is missing from its "
+                "folder): reinstall it from the release zip (`realscale package krita`) or "
+                "with `realscale install krita`.")
+    assert records["messages"] == {name: [expected] for name in (
+        "realscale_upscale", "realscale_upscale_again", "realscale_engine")}, records
+    assert records["unchanged"] is True and records["unexpected"] == []
+    assert "Traceback" not in run.log, run.log[-3000:]
 
 
 # -- installed by the command line -------------------------------------------------------------
