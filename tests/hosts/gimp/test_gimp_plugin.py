@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -198,13 +199,20 @@ class Runs:
     def first_use(self, version: str) -> dict:
         return self._once(("first-use", version), lambda: self._first_use(version))
 
+    def outdated(self, version: str) -> dict:
+        return self._once(("outdated", version), lambda: self._outdated(version))
+
+    def incomplete(self, version: str) -> dict:
+        return self._once(("incomplete", version), lambda: self._incomplete(version))
+
     def _first_use(self, version: str) -> dict:
         """A user who unpacked the package's zip and never set realscale up: no worker
         config. The command opens the set-up dialog (driven as a user would: a folder of
         this session, the CPU backend, Install), which installs the torch-free engine from
         the zip's wheel with pip from the package index this machine's pip uses; the upscale
         then goes on. The Python found is this machine's (bound into the chroot read-only:
-        the chroot's own Python has no venv module, see ``_chroot_python_lacks_venv``)."""
+        Debian's Python in the chroots has no ensurepip, as without python3-venv). pip's
+        cache is one folder per chroot that outlives the session (see ``_pip_settings``)."""
         gimp = self.session(version, "zip")
         base = Path(sys.base_prefix)
         env = {"REALSCALE_SETUP_SEARCH": f"{base}/bin",
@@ -234,7 +242,56 @@ class Runs:
             read[name] = json.loads(path.read_text()) if path.is_file() else None
         config = gimp.dir / "config" / "realscale" / "worker.json"
         return {"results": results, "records": read, "folder": folder, "gimp": gimp,
+                "config": json.loads(config.read_text()) if config.is_file() else None,
+                "env": env, "binds": binds, "photo": photo}
+
+    def _outdated(self, version: str) -> dict:
+        """After first use, the engine set up there is made to speak protocol 2 (as one set up
+        by another realscale release would). The next upscale, in a new GIMP: the plug-in
+        offers the update (driven: Update the engine), which installs the plug-in's realscale
+        from the zip's wheel into the same folder with the same backend, then the upscale
+        goes on."""
+        first = self.first_use(version)
+        gimp, folder = first["gimp"], first["folder"]
+        old = sorted(folder.glob("env-*"))
+        assert len(old) == 1, f"first use left {old} in {folder}"
+        _speak_protocol(old[0], 2)
+        update = {"respond": "update",
+                  "record_before": gimp.inner(gimp.file("update-before.json")),
+                  "record_after": gimp.inner(gimp.file("update-after.json"))}
+        dialog = {"update": update, "set": {"model": FAST, "scale": 2.0, "device": "cpu"},
+                  "record": gimp.inner(gimp.file("after-update.json")), "respond": "ok"}
+        results = gimp.run([
+            {"name": "outdated", "input": gimp.inner(first["photo"]),
+             "crop": [312, 136, 32, 32], "run_mode": "INTERACTIVE", "args": {},
+             "dialog": dialog},
+        ], env=first["env"], display=self.xvfb().display, binds=first["binds"])
+        read = {}
+        for name in ("update-before", "update-after", "after-update"):
+            path = gimp.file(f"{name}.json")
+            read[name] = json.loads(path.read_text()) if path.is_file() else None
+        config = gimp.dir / "config" / "realscale" / "worker.json"
+        return {"results": results, "records": read, "old": old[0], "folder": folder,
+                "gimp": gimp, "envs": sorted(folder.glob("env-*")),
                 "config": json.loads(config.read_text()) if config.is_file() else None}
+
+    def _incomplete(self, version: str) -> dict:
+        """The plug-in folder from the zip copied without realscale_wire.py: a script's
+        upscale, the menu's upscale and the engine procedure (both interactive) each end with
+        one line saying so, no traceback anywhere in GIMP's output."""
+        gimp = self.session(version, "zip")
+        assert gimp.plugin is not None
+        (gimp.plugin / "realscale_wire.py").unlink()
+        crop = gimp.file("incomplete.png")
+        _crop("rgba8", crop)
+        results = gimp.run([
+            {"name": "script", "input": gimp.inner(crop), "args": _args(FAST, 2.0, 0)},
+            {"name": "menu", "input": gimp.inner(crop), "args": {},
+             "run_mode": "INTERACTIVE"},
+            {"name": "engine", "procedure": "plug-in-realscale-engine",
+             "run_mode": "INTERACTIVE", "input": gimp.inner(crop), "args": {}},
+        ])
+        return {"results": results, "folder": gimp.inner(gimp.plugin)}
 
     def _dialogs(self, version: str) -> dict:
         """The real dialog (``run-mode`` INTERACTIVE, GIMP on Xvfb), driven by the plug-in's
@@ -399,6 +456,18 @@ class Runs:
         return facts
 
 
+def _speak_protocol(env: Path, version: int) -> None:
+    """Make a set-up engine speak another protocol (as another realscale release would)."""
+    pattern = re.compile(r"(?m)^PROTOCOL_VERSION = 1$")
+    files = [p for p in env.glob("lib/python3*/site-packages/realscale/**/*.py")
+             if pattern.search(p.read_text())]
+    assert files, f"no PROTOCOL_VERSION = 1 in the realscale of {env}"
+    for path in files:
+        path.write_text(pattern.sub(f"PROTOCOL_VERSION = {version}", path.read_text()))
+    for cached in env.glob("lib/python3*/site-packages/realscale/**/__pycache__"):
+        shutil.rmtree(cached)
+
+
 def _pip_settings(gimp: GimpSession, binds: list[str]) -> dict[str, str]:
     """This machine's pip settings for a pip inside the chroot: its config values in a
     config file of the session (files it names copied there, or bound when folders), and
@@ -419,6 +488,11 @@ def _pip_settings(gimp: GimpSession, binds: list[str]) -> dict[str, str]:
     for folder in values.get("find-links", "").split():
         if Path(folder).is_dir():
             binds.append(folder)
+    # pip's cache outlives the session, one per chroot, as a user's own cache does: the
+    # downloads are made once, and later set-ups install from the cache.
+    cache = gimp.root / "tmp" / "realscale-pip-cache"
+    cache.mkdir(exist_ok=True)
+    values["cache-dir"] = gimp.inner(cache)
     config = gimp.file("pip.conf")
     config.write_text("[global]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
     return {"PIP_CONFIG_FILE": gimp.inner(config)}
@@ -821,8 +895,8 @@ def test_dialog_warns_before_a_result_too_large(dialogs):
 # -- first use: the engine set up from inside GIMP -------------------------------------------
 
 
-def test_first_use_sets_up_the_engine_and_upscales(runs):
-    facts = runs.first_use("3.2")
+def test_first_use_sets_up_the_engine_and_upscales(runs, version):
+    facts = runs.first_use(version)
     records = facts["records"]
     log = facts["results"]["log"]
     before = records["setup-before"]
@@ -848,3 +922,44 @@ def test_first_use_sets_up_the_engine_and_upscales(runs):
         facts["folder"]), shown
     assert shown["version"] != "unknown", shown
     assert records["engine"]["sensitive"]["remove_button"]
+
+
+def test_engine_of_another_protocol_is_updated_then_upscales(runs, version):
+    facts = runs.outdated(version)
+    records = facts["records"]
+    log = facts["results"]["log"]
+    before = records["update-before"]
+    assert before is not None, f"no update offered:\n{log[-4000:]}"
+    intro = before["labels"]["intro"]
+    assert "speaks protocol 2 and this plug-in speaks 1" in intro, intro
+    assert intro.endswith("The upscale goes on once the engine is updated."), intro
+    assert before["labels"]["location"] == facts["gimp"].inner(facts["folder"]), before
+    assert before["sensitive"]["update_button"], before
+    after = records["update-after"]
+    assert after is not None, f"the update never ended:\n{log[-4000:]}"
+    # The old environment replaced by a new one in the same folder, which the config names.
+    assert not facts["old"].exists(), f"{facts['old']} is still there after the update"
+    [new] = facts["envs"]
+    assert facts["config"]["python"] == facts["gimp"].inner(new / "bin" / "python"), facts
+    [case] = facts["results"]["cases"]
+    assert case["status"] == "success", (case, log[-4000:])
+    layer = case["after"]["layers"][0]
+    assert (layer["width"], layer["height"]) == (64, 64)
+    assert records["after-update"]["labels"]["size-info"] == "32 × 32 → 64 × 64 px"
+
+
+def test_plugin_without_realscale_wire_says_it_is_incomplete(runs, version):
+    facts = runs.incomplete(version)
+    results = facts["results"]
+    assert results["registered"], results["log"][-3000:]
+    reason = (f"the plug-in is incomplete: realscale_wire.py is missing from {facts['folder']}; "
+              "install it again from the realscale release zip or with "
+              "`realscale install gimp`")
+    cases = {case["name"]: case for case in results["cases"]}
+    for name in ("script", "menu"):
+        assert cases[name]["status"] == "execution-error", cases[name]
+        assert cases[name]["message"] == f"Real-ESRGAN upscale failed: {reason}", cases[name]
+        _assert_unchanged(cases[name])
+    assert cases["engine"]["status"] == "execution-error", cases["engine"]
+    assert cases["engine"]["message"] == f"Real-ESRGAN engine: {reason}", cases["engine"]
+    assert "Traceback" not in results["log"], results["log"][-6000:]
