@@ -4,17 +4,20 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from helpers import REPO, data_file, rgb_crop
-from realscale import cli
+from realscale import Upscaler, catalogue, cli
 from realscale.cluster.models import model_files
 from realscale.cluster.worker import FileJob, Worker, WorkerInfo
+from realscale.errors import ModelError
 from realscale.formats import read_image, write_image
 from realscale.options import EngineOptions
 
@@ -88,7 +91,6 @@ def cli_model_name(path: Path) -> str:
 
 
 def test_frames_are_the_upscalers(sample, tiny_model) -> None:
-    from realscale import Upscaler
     from realscale.video.frames import read_frames
 
     worker = Worker(EngineOptions(device="cpu", tile=64))
@@ -106,3 +108,38 @@ def test_a_model_that_cannot_load_is_one_line(tmp_path) -> None:
     answer = worker.start(model_files(str(bad), allow_download=False))
     assert isinstance(answer, str) and "bad.pth" in answer and "\n" not in answer
     assert "Ray worker" in answer
+
+
+def test_model_files_tell_files_from_names_as_a_local_run(tmp_path, monkeypatch) -> None:
+    """The driver sends a file only where ``realscale upscale -m`` would read one
+    (``loading.names_a_file``), and an ncnn pair whole, whichever of its files is named:
+    a Ray worker then loads what the local run loads."""
+    entry = catalogue.get("realesr-animevideov3")
+    source = next(s for s in entry.sources if isinstance(s, catalogue.PackageSource))
+    param, weights = catalogue.package_files(source)
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(param, folder / "anime.param")
+    shutil.copy(weights, folder / "anime.bin")
+    pixels = rgb_crop("OST_009.png", 24)
+    local = Upscaler(str(folder / "anime.param"), device="cpu", tile=32).upscale(pixels)
+    for named in ("anime.param", "anime.bin"):
+        files = model_files(str(folder / named), allow_download=False)
+        assert (files.spec, sorted(files.files)) == (named, ["anime.bin", "anime.param"])
+        scratch = tmp_path / f"scratch-{named}"
+        scratch.mkdir()
+        worker = Worker(EngineOptions(device="cpu", tile=32), str(scratch))
+        info = worker.start(files)
+        assert isinstance(info, WorkerInfo) and info.scale == 4, info
+        assert np.array_equal(worker.upscale_frame(pixels, None), local)
+
+    # A file in the current folder named like a catalogue model is not a file to a local
+    # run, nor to the driver; a name with a suffix that is no weights file is a model name.
+    monkeypatch.chdir(folder)
+    (folder / "realesr-animevideov3").write_bytes(b"not weights")
+    assert model_files("realesr-animevideov3", allow_download=False).files == {}
+    with pytest.raises(ModelError) as driver_error:
+        model_files("anime.txt", allow_download=False)
+    with pytest.raises(ModelError) as local_error:
+        Upscaler("anime.txt", device="cpu")
+    assert str(driver_error.value) == str(local_error.value)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import catalogue
 from ..download import ensure_weights
+from ..loading import COMPANION_SUFFIXES, names_a_file
 
 
 @dataclass(frozen=True)
@@ -29,26 +30,39 @@ class ModelFiles:
 
 
 def model_files(spec: str, *, allow_download: bool) -> ModelFiles:
-    """What to send the workers for the model ``spec`` (a catalogue name or a file). Raises
-    the same one-line ModelError as a local run for an unknown name or missing weights, before
-    any worker starts; downloads (with ``allow_download``) happen here, once."""
-    path = Path(spec).expanduser()
-    if path.is_file():
+    """What to send the workers for the model ``spec`` (a catalogue name or a file, told
+    apart as a local run tells them: ``loading.names_a_file``). Raises the same one-line
+    ModelError as a local run for an unknown name or missing weights, before any worker
+    starts; downloads (with ``allow_download``) happen here, once."""
+    if names_a_file(spec):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            # The worker reports it (a missing file, a folder) as a local run would.
+            return ModelFiles(spec)
         files = {path.name: path.read_bytes()}
-        # An ncnn .param needs its .bin beside it.
-        companion = path.with_suffix(".bin")
-        if path.suffix.lower() == ".param" and companion.is_file():
-            files[companion.name] = companion.read_bytes()
+        # An ncnn pair is read as two files, whichever of them was named.
+        for companion in _ncnn_companions(path):
+            if companion.is_file():
+                files[companion.name] = companion.read_bytes()
+                break
         return ModelFiles(path.name, files)
-    if os.sep in spec or (os.altsep is not None and os.altsep in spec) or path.suffix:
-        # A path that does not exist: the worker reports it as a local run would.
-        return ModelFiles(spec)
     entry = catalogue.get(spec)
     if entry.embedded:
         return ModelFiles(spec)
     weights = ensure_weights(entry, allow_download=allow_download)
     assert isinstance(weights, Path)  # downloaded weights are one file
     return ModelFiles(spec, {weights.name: weights.read_bytes()}, as_cache=True)
+
+
+def _ncnn_companions(path: Path) -> list[Path]:
+    """The other file of an ncnn pair, where the loader looks for it (``.bin`` beside a
+    ``.param``; ``.param`` or ``.PARAM`` beside a ``.bin``)."""
+    suffix = path.suffix.lower()
+    if suffix == ".param":
+        return [path.with_suffix(".bin")]
+    if suffix in COMPANION_SUFFIXES:
+        return [path.with_suffix(".param"), path.with_suffix(".PARAM")]
+    return []
 
 
 def install(model: ModelFiles, folder: Path) -> str:
