@@ -328,8 +328,10 @@ def offer_update(exc: BaseException, parent=None) -> bool:
             exc, (module.WorkerCancelled, module.WorkerOutOfMemory)):
         return False
     close_client()
-    parent = parent if parent is not None else _window()
     setup = engine.setup_module()
+    if not setup.engine_info(ask=False).managed:
+        return False  # not an engine the plug-in set up: there is nothing it could update
+    parent = parent if parent is not None else _window()
     info = engine.busy_call(setup.engine_info, "Asking the engine what it is...", parent)
     if not (info.update_offered and info.protocol is not None
             and info.protocol != module.PROTOCOL_VERSION):
