@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .errors import RealscaleError
+from .wire import AUTO, wire_tile
 
 if TYPE_CHECKING:
     from .upscale import Upscaler
 
-AUTO = "auto"
-"""The one spelling of "let realscale choose", on the command line and on the wire."""
+# AUTO ("auto", from wire.py) is the one spelling of "let realscale choose", on the command
+# line and on the wire.
 DEVICES_HELP = "auto, cpu, cuda (or cuda:N) or mps"
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 BACKENDS = ("auto", "torch", "onnxruntime")
@@ -82,8 +83,9 @@ class EngineOptions:
     @classmethod
     def from_request(cls, request: Mapping[str, Any]) -> EngineOptions:
         """The options of a worker request (fields ``model``, ``device``, ``precision``,
-        ``backend``, ``tile``, ``download``; a missing or null one is ``auto``). Raises
-        RealscaleError naming the field that is wrong."""
+        ``backend``, ``tile``, ``download``; a missing or null one is ``auto``, and a ``tile``
+        of 0 too: older clients of protocol 1 sent that). Raises RealscaleError naming the
+        field that is wrong."""
         model = request.get("model")
         if model is not None and not isinstance(model, str):
             msg = f"'model' must name a catalogue model or a weights file, got {_shown(model)}"
@@ -97,9 +99,8 @@ class EngineOptions:
                 msg = f"'{name}' must be a string such as \"auto\", got {_shown(value)}"
                 raise RealscaleError(msg)
             texts[name] = value
-        tile = request.get("tile")
-        if tile is None or (tile == 0 and not isinstance(tile, bool)):
-            tile = AUTO  # 0 is how clients of protocol 1 wrote "auto"; "auto" is the spelling
+        # Missing, null or 0 (how clients of protocol 1 wrote it) is "auto".
+        tile = wire_tile(request.get("tile"))
         checked: int | str | None = None
         if not isinstance(tile, bool) and (tile == AUTO or isinstance(tile, int)):
             with contextlib.suppress(RealscaleError):

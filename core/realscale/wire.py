@@ -63,6 +63,16 @@ AUTO = "auto"
 PRECISIONS = (AUTO, "fp32", "fp16", "bf16")
 """A request's ``precision``."""
 
+
+def wire_tile(tile: Any) -> Any:
+    """A request's ``tile`` as the wire spells it: ``"auto"`` for "let the worker choose",
+    also when given as None or 0 (how clients of protocol 1, and hosts' integer widgets,
+    said it); any other value unchanged (the worker checks it: a whole number of at least
+    16). The one place either side turns 0 into ``"auto"``."""
+    if tile is None or (tile == 0 and not isinstance(tile, bool)):
+        return AUTO
+    return tile
+
 # ---------------------------------------------------------------------------------------
 # Message types (the ``type`` of a JSON message)
 # ---------------------------------------------------------------------------------------

@@ -102,10 +102,13 @@ write_data = wire.write_data
 class WorkerError(Exception):
     """Anything the worker reported, or any failure to use it; str() is one sentence."""
 
-    def __init__(self, message: str, detail: str = "") -> None:
+    def __init__(self, message: str, detail: str = "", kind: str = "") -> None:
         super().__init__(message)
         self.detail = detail
         """More text for a log or a tooltip (the worker's last output), maybe empty."""
+        self.kind = kind
+        """The worker's error kind (``realscale_wire.E_MODEL``, ``E_BAD_REQUEST``, ...; see
+        docs/worker-protocol.md), or "" for a failure the client found itself."""
 
 
 class WorkerNotInstalled(WorkerError):
@@ -460,12 +463,16 @@ class WorkerClient:
         return int(pid) if pid is not None else None
 
     def upscale(self, data: Any, width: int, height: int, layout: PixelLayout, *,
-                model: str = "realesrgan-x4plus", scale: float | None = 4.0, tile: int = 0,
+                model: str = "realesrgan-x4plus", scale: float | None = 4.0,
+                tile: int | str = wire.AUTO,
                 device: str = "auto", precision: str = "auto", download: bool = False,
                 backend: str = "auto",
                 progress: Callable[[int, int], None] | None = None,
                 cancel: Callable[[], bool] | None = None) -> UpscaleResult:
-        """Upscale ``data`` (rows top to bottom, channels interleaved, in ``layout``)."""
+        """Upscale ``data`` (rows top to bottom, channels interleaved, in ``layout``).
+
+        ``tile`` is "auto" (the worker chooses; 0 and None mean the same, for integer
+        widgets) or a whole number of pixels of at least 16."""
         view = memoryview(data).cast("B")
         if width < 1 or height < 1:
             raise WorkerError(f"The image is empty ({width}x{height}).")
@@ -477,7 +484,7 @@ class WorkerClient:
         request = {
             "type": wire.UPSCALE, "width": width, "height": height,
             "channels": layout.channels, "depth": layout.depth, "order": layout.order,
-            "model": model, "scale": scale, "tile": tile, "device": device,
+            "model": model, "scale": scale, "tile": wire.wire_tile(tile), "device": device,
             "precision": precision, "download": bool(download), "backend": backend,
             "bytes": expected,
         }
@@ -504,14 +511,17 @@ class WorkerClient:
         message, _ = self._request({"type": wire.DEVICES}, None, None, None)
         return list(message["devices"])
 
-    def measure(self, model: str, device: str = wire.AUTO,
-                precision: str = wire.AUTO) -> dict[str, Any]:
-        """How fast ``model`` runs on ``device`` at ``precision``, timed by the worker on a
-        small tile after a warm-up: model, device, precision (as resolved),
-        pixels_per_second (input pixels) and scale. Takes seconds (a model may load)."""
+    def measure(self, model: str, device: str = wire.AUTO, precision: str = wire.AUTO, *,
+                cancel: Callable[[], bool] | None = None) -> dict[str, Any]:
+        """How fast ``model`` runs on ``device`` at ``precision``, timed by the worker after
+        a warm-up: model, device and precision (as resolved), scale, pixels_per_second
+        (input pixels, the steady rate) and seconds_fixed (the cost of each call on top),
+        so an image of N pixels takes about seconds_fixed + N / pixels_per_second. Takes
+        a second or a few (the model may load first); ``cancel`` is polled as for upscale()
+        (WorkerCancelled)."""
         message, _ = self._request(
             {"type": wire.MEASURE, "model": model, "device": device, "precision": precision},
-            None, None, None)
+            None, None, cancel)
         return message
 
     def close(self) -> None:
@@ -581,7 +591,7 @@ class WorkerClient:
                 if pending is not None:
                     raise pending
                 if cancelled_at is not None:
-                    raise WorkerCancelled("The upscale was cancelled.")
+                    raise WorkerCancelled("The request was cancelled.")
                 return message, buffer if buffer is not None else bytearray()
         except (KeyboardInterrupt, SystemExit):
             self.close()  # the stream is mid-reply: start afresh next time
@@ -719,6 +729,7 @@ _ERRORS = {
 
 
 def _error(message: dict[str, Any]) -> WorkerError:
-    cls = _ERRORS.get(str(message.get("kind")), WorkerError)
+    kind = str(message.get("kind") or "")
+    cls = _ERRORS.get(kind, WorkerError)
     return cls(str(message.get("message") or "The worker reported an unknown error."),
-               str(message.get("detail") or ""))
+               str(message.get("detail") or ""), kind)

@@ -33,10 +33,12 @@ def _job(client, job, **kwargs):
     with open(job["in"], "rb") as handle:
         data = handle.read()
     layout = rc.PixelLayout(job["channels"], job["depth"], job["order"])
+    tile = job.get("tile", 16)
+    if tile != "default":  # "default": the client's own default
+        kwargs["tile"] = tile
     return client.upscale(data, job["width"], job["height"], layout,
-                          model="realesr-animevideov3", tile=job.get("tile", 16),
-                          scale=job.get("scale", 4.0), backend=job.get("backend", "auto"),
-                          **kwargs)
+                          model="realesr-animevideov3", scale=job.get("scale", 4.0),
+                          backend=job.get("backend", "auto"), **kwargs)
 
 
 def _error(exc):
@@ -185,6 +187,35 @@ def expect_error(spec):
     finally:
         client.close()
     return {"class": None}
+
+
+def dialog(spec):
+    """What a host's dialog asks: the devices, measured speeds, the mistakes it can make
+    (each error's class and kind), a cancelled measure, and a call after it."""
+    client = _client(spec)
+    model = spec["model"]
+    outcome = {"devices": client.devices(), "auto": client.measure(model),
+               "exact": client.measure(model, "cpu", "fp32")}
+    pid = client.pid
+    errors = {}
+    for name, args in (("unknown", ["realesrgan-x4plu"]), ("half", [model, "cpu", "half"]),
+                       ("fp16", [model, "cpu", "fp16"]), ("device", [model, "tpu"])):
+        try:
+            client.measure(*args)
+            errors[name] = {"class": None}
+        except rc.WorkerError as exc:
+            errors[name] = dict(_error(exc), kind=exc.kind)
+    outcome["errors"] = errors
+    try:
+        client.measure(model, "cpu", "fp32", cancel=lambda: True)
+        outcome["cancelled"] = {"class": None}
+    except rc.WorkerError as exc:
+        outcome["cancelled"] = dict(_error(exc), kind=exc.kind)
+    status = client.status()
+    outcome["after"] = {"busy": status["busy"], "same_pid": client.pid == pid,
+                        "devices": len(client.devices())}
+    client.close()
+    return outcome
 
 
 def models(spec):

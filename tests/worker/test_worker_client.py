@@ -3,17 +3,20 @@ a killed worker, a missing install."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from worker_support import TcpWorker
+from worker_support import CORE, WORKER_PYTHON, TcpWorker
 
 from helpers import rgb_crop
 from realscale import Upscaler
+from realscale import wire as p
 
 MODEL = "realesr-animevideov3"
 TILE = 16
@@ -206,3 +209,87 @@ def test_a_stopped_tcp_worker_costs_only_the_connection(drive: Drive, tmp_path: 
     finally:
         code, err = worker.finish()
     assert code == 0, err
+
+
+def cpu_facts() -> tuple[str, bool, int]:
+    """(model name, whether it has bfloat16 instructions, MemTotal in bytes), from /proc."""
+    name, flags = "", set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not name:
+            name = value.strip()
+        if key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    total = next(int(line.split()[1]) * 1024 for line in
+                 Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:"))
+    return name, bool(flags & {"avx512_bf16", "amx_bf16"}), total
+
+
+def test_devices_and_measure_through_the_client(drive: Drive, worker_config: Path) -> None:
+    """What a host's dialog asks, from Debian's Python through the client: the devices, a
+    measured speed in the precision it ran, the errors a dialog can meet, and a cancel."""
+    report = drive("dialog", {"config": str(worker_config), "model": MODEL})
+    name, has_bf16, total = cpu_facts()
+    [cpu] = report["devices"]  # no GPU on this machine
+    assert (cpu["name"], cpu["kind"]) == ("cpu", "cpu")
+    assert cpu["label"] == f"CPU ({name}, {len(os.sched_getaffinity(0))} cores)"
+    assert cpu["total_bytes"] == total and 0 < cpu["free_bytes"] <= total
+    assert cpu["fast"] == ("bf16" if has_bf16 else None)
+
+    auto, exact = report["auto"], report["exact"]
+    assert (auto["type"], auto["model"], auto["device"], auto["scale"]) == (
+        "measure", MODEL, "cpu", 4)
+    assert auto["precision"] == ("bf16" if has_bf16 else "fp32")  # auto, resolved
+    assert (exact["device"], exact["precision"], exact["scale"]) == ("cpu", "fp32", 4)
+    for reply in (auto, exact):
+        assert isinstance(reply["pixels_per_second"], float) and reply["pixels_per_second"] > 0
+        assert isinstance(reply["seconds_fixed"], float) and reply["seconds_fixed"] >= 0
+
+    errors = report["errors"]
+    assert errors["unknown"]["class"] == "WorkerError" and errors["unknown"]["kind"] == "model"
+    assert "did you mean 'realesrgan-x4plus'" in errors["unknown"]["message"]
+    assert errors["half"] == {
+        "class": "WorkerError", "kind": "bad_request",
+        "message": "Bad measure request: 'precision' must be one of auto, fp32, fp16, bf16, "
+                   "got 'half'."}
+    assert (errors["fp16"]["class"], errors["fp16"]["kind"]) == ("WorkerError", "error")
+    assert "fp16 is not supported on the CPU" in errors["fp16"]["message"]
+    assert (errors["device"]["class"], errors["device"]["kind"]) == ("WorkerError", "error")
+    assert "tpu" in errors["device"]["message"]
+
+    # The worker's own answer to the cancel (the client's would say "request"): the measure
+    # stopped there, and the same worker answers the next calls, idle.
+    assert report["cancelled"] == {"class": "WorkerCancelled", "kind": "cancelled",
+                                   "message": "The speed measurement was cancelled."}
+    assert report["after"] == {"busy": False, "same_pid": True, "devices": 1}
+
+
+def test_the_client_spells_auto_tile_on_the_wire(drive: Drive, tmp_path: Path) -> None:
+    """The client's default tile, and the 0 of integer widgets, go out as "auto": its
+    requests as the real worker read them (tee'd from its stdin)."""
+    wire_log = tmp_path / "requests.bin"
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\ntee "{wire_log}" | "{WORKER_PYTHON}" "$@"\n')
+    python.chmod(0o755)
+    config = tmp_path / "tee.json"
+    config.write_text(json.dumps({"version": 1, "python": str(python),
+                                  "pythonpath": [str(CORE)]}))
+    photo = rgb_crop("OST_009.png", 20)
+    jobs = [dict(_job(tmp_path, f"t{n}", photo, "u8", "rgb"), tile=tile)
+            for n, tile in enumerate(("default", 0, 32, "auto"))]
+    report = drive("upscale", {"config": str(config), "jobs": jobs})
+    assert [job["width"] for job in report["jobs"]] == [80] * 4
+    reader = p.FrameReader(io.BytesIO(wire_log.read_bytes()))
+    tiles = []
+    while True:
+        try:
+            kind, length = reader.next_header()
+        except EOFError:
+            break
+        if kind == p.KIND_DATA:
+            reader.skip(length)
+            continue
+        message = p.decode_json(reader.read_payload(length))
+        if message["type"] == "upscale":
+            tiles.append(message["tile"])
+    assert tiles == ["auto", "auto", 32, "auto"]

@@ -115,6 +115,7 @@ def test_measure_gives_a_rate_and_the_precision_it_ran_in(worker: RawWorker) -> 
     # auto: bf16 where the CPU has it (the compact model stays accurate in bf16), else fp32.
     assert reply["precision"] == ("bf16" if has_bf16 else "fp32")
     assert isinstance(reply["pixels_per_second"], float) and reply["pixels_per_second"] > 0
+    assert isinstance(reply["seconds_fixed"], float) and reply["seconds_fixed"] >= 0
 
     exact = ask(worker, {"type": "measure", "id": 6, "model": MODEL, "device": "cpu",
                          "precision": "fp32"})
@@ -138,6 +139,48 @@ def test_measure_mistakes_are_errors_and_the_worker_goes_on(worker: RawWorker) -
         "bad_request", "Bad measure request: 'precision' must be one of auto, fp32, fp16, bf16, "
         "got 'half'.")
     assert ask(worker, {"type": "ping", "id": 4}) == {"type": "pong", "id": 4}
+
+
+def test_measure_runs_one_at_a_time_and_is_cancelled_by_id(worker: RawWorker) -> None:
+    measure = {"type": "measure", "model": MODEL, "device": "cpu", "precision": "fp32"}
+    # A second measure (or upscale) while one runs on the connection is refused; a cancel
+    # for another id is ignored; the first one's reply follows.
+    worker.send(p.pack_json({**measure, "id": 1}) + p.pack_json({**measure, "id": 2})
+                + p.pack_json({"type": "cancel", "id": 2}))
+    busy = worker.message()
+    assert (busy["type"], busy["id"], busy["kind"]) == ("error", 2, "bad_request")
+    assert busy["message"] == ("Bad measure request: the worker is busy with another request "
+                               "on this connection.")
+    first = worker.message()
+    assert (first["type"], first["id"], first["device"]) == ("measure", 1, "cpu")
+    # Cancelled by its id: the worker's own cancelled error, and it goes on serving.
+    worker.send(p.pack_json({**measure, "id": 3}) + p.pack_json({"type": "cancel", "id": 3}))
+    assert worker.message() == {"type": "error", "id": 3, "kind": "cancelled",
+                                "message": "The speed measurement was cancelled."}
+    assert ask(worker, {"type": "status", "id": 4})["busy"] is False
+
+
+def test_speed_is_a_fixed_cost_and_a_rate_per_pixel() -> None:
+    from realscale.worker.server import MEASURE_GAIN, Speed, fit_speed
+
+    # 0.2 s per call and 50,000 pixels a second, timed on 32x32 and 256x256.
+    def seconds(pixels: int) -> float:
+        return 0.2 + pixels / 50_000
+
+    speed = fit_speed(1024, seconds(1024), 65536, seconds(65536))
+    assert speed.pixels_per_second == pytest.approx(50_000)
+    assert speed.seconds_fixed == pytest.approx(0.2)
+    # A whole 2048x2048 image, predicted from the fit, against the old single-tile rate.
+    assert 2048**2 / speed.pixels_per_second == pytest.approx(83.9, abs=0.1)
+    assert 2048**2 / (1024 / seconds(1024)) > 4 * 83.9
+    # Noise that tilts the line (the small run slower than the large one can be) gives the
+    # large run's plain rate and no fixed cost.
+    assert fit_speed(1024, 2.0, 65536, 1.5) == Speed(65536 / 1.5, 0.0)
+    assert fit_speed(1024, 0.001, 65536, 1.5) == Speed(65536 / 1.5, 0.0)
+    # A fixed cost that is almost the whole large run is not believed past MEASURE_GAIN.
+    capped = fit_speed(1024, 1.0, 65536, 1.01)
+    assert capped.pixels_per_second == pytest.approx(MEASURE_GAIN * 65536 / 1.01)
+    assert capped.seconds_fixed == pytest.approx(1.01 / MEASURE_GAIN)
 
 
 def upscale(worker: RawWorker, request_id: int, pixels: np.ndarray,

@@ -26,6 +26,7 @@ import secrets
 import select
 import socket
 import stat
+import statistics
 import sys
 import threading
 import time
@@ -216,10 +217,31 @@ def peak_rss() -> int | None:
 
 # -- what the hosts' dialogs ask: models by purpose, devices, speed ---------------------
 
-MEASURE_SIDE = 64
-"""Side of the square input ``measure`` times (after one warm-up run)."""
-MEASURE_SECONDS = 0.3
-"""``measure`` repeats its timed run until this much time has passed (at most 8 runs)."""
+MEASURE_SMALL = 32
+"""Side of the small square ``measure`` times: mostly the fixed cost of a call."""
+MEASURE_LARGE = (64, 128, 256)
+"""Sides tried in turn for the large square, which is timed against the small one: the
+first whose run takes MEASURE_LONG seconds more than the small one's (else the last)."""
+MEASURE_LONG = 0.3
+"""Seconds of pixel work a run of the large square should take, beyond the fixed cost."""
+MEASURE_SECONDS = 1.0
+"""``measure`` times pairs of runs (small, large) until this much time has passed; at least
+MEASURE_PAIRS[0] pairs, at most MEASURE_PAIRS[1]."""
+MEASURE_PAIRS = (2, 4)
+MEASURE_GAIN = 2.0
+"""The most the fitted rate may exceed the large square's plain rate (a fixed cost larger
+than the large run's pixel work is noise, not a fact about the device)."""
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How long an upscale takes: about ``seconds_fixed + pixels / pixels_per_second``."""
+
+    pixels_per_second: float
+    """Input pixels per second, once a call's fixed cost is paid."""
+    seconds_fixed: float
+    """Seconds each call costs whatever its size (on a busy CPU, mostly the wait for every
+    thread of each layer's parallel loop); 0 where the runs did not show one."""
 
 
 def _with_purpose(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -321,21 +343,57 @@ def _ram() -> tuple[int | None, int | None]:
     return found.get("MemAvailable"), total
 
 
-def measure_rate(upscaler: Upscaler, tile: int | str, token: CancelToken) -> float:
-    """Input pixels per second of ``upscaler`` on a small square, timed after a warm-up run
-    (which pays for the first-call costs: kernel choice, memory pools)."""
-    side = MEASURE_SIDE
-    rows, columns = np.indices((side, side))
-    image = np.stack([rows * 4 + columns, rows * 3, columns * 5], axis=-1).astype(np.uint8)
-    upscaler.upscale(image, cancel=token, tile=tile)
-    runs = 0
-    started = time.perf_counter()
-    elapsed = 0.0
-    while runs < 8 and (runs == 0 or elapsed < MEASURE_SECONDS):
+def measure_speed(upscaler: Upscaler, tile: int | str, token: CancelToken) -> Speed:
+    """The speed of ``upscaler`` as a fixed cost per call and a rate per pixel, fitted to
+    the mean times of a small and a large square, run in turns after a warm-up.
+
+    One small square alone is honest for neither: on a busy CPU its time is mostly the
+    call's fixed cost, which made whole images look several times slower than they run.
+    Means rather than medians: a whole image meets the machine's load as it comes."""
+
+    def timed(image: np.ndarray) -> float:
+        started = time.perf_counter()
         upscaler.upscale(image, cancel=token, tile=tile)
-        runs += 1
-        elapsed = time.perf_counter() - started
-    return runs * side * side / max(elapsed, 1e-9)
+        return time.perf_counter() - started
+
+    small = _pattern(MEASURE_SMALL)
+    timed(small)  # the warm-up: kernel choice, memory pools
+    small_seconds = timed(small)
+    large = small
+    for side in MEASURE_LARGE:
+        large = _pattern(side)
+        if timed(large) - small_seconds >= MEASURE_LONG:  # also this shape's first run
+            break
+    smalls: list[float] = []
+    larges: list[float] = []
+    started = time.perf_counter()
+    low, high = MEASURE_PAIRS
+    while len(smalls) < low or (len(smalls) < high
+                                and time.perf_counter() - started < MEASURE_SECONDS):
+        smalls.append(timed(small))
+        larges.append(timed(large))
+    return fit_speed(small.shape[0] * small.shape[1], statistics.fmean(smalls),
+                     large.shape[0] * large.shape[1], statistics.fmean(larges))
+
+
+def fit_speed(small_pixels: int, small_seconds: float, large_pixels: int,
+              large_seconds: float) -> Speed:
+    """The line ``seconds = fixed + pixels / rate`` through two timed runs. Where noise
+    tilts it (a negative cost), the large run's plain rate and no fixed cost; the rate is
+    at most MEASURE_GAIN times that plain rate."""
+    plain = large_pixels / max(large_seconds, 1e-9)
+    per_pixel = (large_seconds - small_seconds) / (large_pixels - small_pixels)
+    fixed = small_seconds - per_pixel * small_pixels
+    if per_pixel <= 0 or fixed < 0:
+        return Speed(plain, 0.0)
+    rate = min(1 / per_pixel, plain * MEASURE_GAIN)
+    return Speed(rate, max(0.0, large_seconds - large_pixels / rate))
+
+
+def _pattern(side: int) -> np.ndarray:
+    """A square RGB test card: gradients, so no backend can skip flat areas."""
+    rows, columns = np.indices((side, side))
+    return np.stack([rows * 4 + columns, rows * 3, columns * 5], axis=-1).astype(np.uint8)
 
 
 def _error(request_id: Any, kind: str, message: str) -> dict[str, Any]:
@@ -615,23 +673,24 @@ class Session:
 
     # the job ----------------------------------------------------------------------------
 
-    def _start_job(self, request_id: Any, work: Work) -> None:
+    def _start_job(self, request_id: Any, work: Work, what: str = "upscale") -> None:
+        """Run ``work`` in a job thread; ``what`` names the request in a cancel's reply."""
         from ..upscale import CancelToken
 
         token = CancelToken()
-        thread = threading.Thread(target=self._run_job, args=(request_id, work, token),
+        thread = threading.Thread(target=self._run_job, args=(request_id, work, token, what),
                                   name="realscale-job", daemon=True)
         self.job = Job(request_id, thread, token)
         self.thread = thread
         thread.start()
 
-    def _run_job(self, request_id: Any, work: Work, token: CancelToken) -> None:
+    def _run_job(self, request_id: Any, work: Work, token: CancelToken, what: str) -> None:
         reply: dict[str, Any]
         bands: Iterator[memoryview] | None = None
         try:
             reply, bands = work(token)
         except Cancelled:
-            reply = _error(request_id, p.E_CANCELLED, "The upscale was cancelled.")
+            reply = _error(request_id, p.E_CANCELLED, f"The {what} was cancelled.")
         except (OutOfMemoryError, MemoryError) as exc:
             text = str(exc) or "the worker ran out of memory"
             reply = _error(request_id, p.E_OUT_OF_MEMORY,
@@ -712,16 +771,18 @@ class Session:
         except ModelError as exc:
             self.error(request_id, p.E_MODEL, str(exc))
             return
-        self._start_job(request_id, lambda token: self._measure(request, engine, token))
+        self._start_job(request_id, lambda token: self._measure(request, engine, token),
+                        "speed measurement")
 
     def _measure(self, request: dict[str, Any], engine: EngineOptions, token: CancelToken,
                  ) -> tuple[dict[str, Any], None]:
         with self._model_lock(token):
             upscaler = self._upscaler(engine)
-            rate = measure_rate(upscaler, engine.tile, token)
+            speed = measure_speed(upscaler, engine.tile, token)
         return {"type": p.MEASURE, "id": request.get("id"), "model": request.get("model"),
                 "device": upscaler.engine.device_name, "precision": upscaler.precision,
-                "pixels_per_second": rate, "scale": upscaler.scale}, None
+                "pixels_per_second": speed.pixels_per_second,
+                "seconds_fixed": speed.seconds_fixed, "scale": upscaler.scale}, None
 
     def _stop_job(self) -> None:
         """Cancel what runs and wait (a bounded time) for the job thread to end, reply and
