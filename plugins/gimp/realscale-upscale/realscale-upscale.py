@@ -10,7 +10,12 @@ changes before the worker has answered, so a failure leaves the image as it was.
 a vector or link layer is upscaled as GIMP renders it, and the result is an ordinary raster
 layer (the source keeps its path or file, hidden).
 
-Installed by ``realscale install gimp`` (or from the zip ``realscale package gimp`` makes).
+Installed by ``realscale install gimp`` (or from the zip ``realscale package gimp`` makes),
+with the modules it imports beside it: ``realscale_wire.py``, ``realscale_client.py``,
+``realscale_setup.py`` (the engine's set-up, update and removal) and
+``realscale_gimp_engine.py`` (their dialogs). On first use the engine is set up; an engine
+that speaks another protocol is offered its update; Filters > Enhance > Real-ESRGAN engine...
+shows the engine (``plug-in-realscale-engine``).
 """
 
 from __future__ import annotations

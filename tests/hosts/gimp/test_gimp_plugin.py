@@ -12,12 +12,15 @@ started (GIMP 3.2 copies GIMP/3.0 on its first start), and for a user who alread
 GIMP; ``realscale uninstall gimp`` takes back every copy. GIMP 3.2 only: the source may be a
 vector layer or a link layer; the result is a new raster layer with the exact values of
 ``realscale upscale`` on what GIMP renders. The worker runs outside the chroot on 127.0.0.1
-(the chroot cannot see this environment's torch).
+(the chroot cannot see this environment's torch). The dialogs run on Xvfb: the choices, the
+result size and time, the warnings; first use from the package zip (the engine set up with
+pip from the zip's wheel, then the upscale); that engine made to speak protocol 2 (its update
+offered and made, then the upscale); and a plug-in folder without realscale_wire.py.
 
 The chroots are built on first use and cached (a few minutes each; parallel runs share one
 build); the tests skip, saying why, only where they cannot be built (no root, no debootstrap,
-no mirror), and fail instead when REALSCALE_REQUIRE_GIMP=1 (CI). Each GIMP is started four
-times in all (work is shared between the tests through ``Runs``).
+no mirror), and fail instead when REALSCALE_REQUIRE_GIMP=1 (CI). Each GIMP is started about
+ten times in all (work is shared between the tests through ``Runs``).
 """
 
 from __future__ import annotations
