@@ -222,8 +222,10 @@ MEASURE_SMALL = 32
 MEASURE_LARGE = (64, 128, 256)
 """Sides tried in turn for the large square, which is timed against the small one: the
 first whose run takes MEASURE_LONG seconds more than the small one's (else the last)."""
-MEASURE_LONG = 0.3
-"""Seconds of pixel work a run of the large square should take, beyond the fixed cost."""
+MEASURE_LONG = 0.6
+"""Seconds of pixel work a run of the large square should take, beyond the small one's:
+well above the jitter of a call's fixed cost on a busy CPU (0.2-0.3 s at a load of 8 on
+2 cores), which a 64 px square's extra work does not reach there."""
 MEASURE_SECONDS = 1.0
 """``measure`` times pairs of runs (small, large) until this much time has passed; at least
 MEASURE_PAIRS[0] pairs, at most MEASURE_PAIRS[1]."""
