@@ -221,11 +221,16 @@ MEASURE_SMALL = 32
 """Side of the small square ``measure`` times: mostly the fixed cost of a call."""
 MEASURE_LARGE = (64, 128, 256)
 """Sides tried in turn for the large square, which is timed against the small one: the
-first whose run takes MEASURE_LONG seconds more than the small one's (else the last)."""
+first whose run takes MEASURE_LONG seconds more than the small one's and MEASURE_RUN in
+all (else the last)."""
 MEASURE_LONG = 0.6
 """Seconds of pixel work a run of the large square should take, beyond the small one's:
 well above the jitter of a call's fixed cost on a busy CPU (0.2-0.3 s at a load of 8 on
 2 cores), which a 64 px square's extra work does not reach there."""
+MEASURE_RUN = 1.0
+"""Seconds a run of the large square should take in all: per pixel, small squares run
+slower than the large tiles of a real image (in bf16 on a CPU, 128 px ran at a third of
+the rate of a 1024 px image), so the largest side that is affordable is taken."""
 MEASURE_SECONDS = 1.0
 """``measure`` times pairs of runs (small, large) until this much time has passed; at least
 MEASURE_PAIRS[0] pairs, at most MEASURE_PAIRS[1]."""
@@ -364,7 +369,8 @@ def measure_speed(upscaler: Upscaler, tile: int | str, token: CancelToken) -> Sp
     large = small
     for side in MEASURE_LARGE:
         large = _pattern(side)
-        if timed(large) - small_seconds >= MEASURE_LONG:  # also this shape's first run
+        seconds = timed(large)  # also this shape's first run
+        if seconds - small_seconds >= MEASURE_LONG and seconds >= MEASURE_RUN:
             break
     smalls: list[float] = []
     larges: list[float] = []
