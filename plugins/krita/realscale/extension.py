@@ -29,6 +29,9 @@ class RealscaleExtension(Extension):
         super().__init__(parent)
         # (main window, its actions) waiting for the menu bar to be built.
         self._pending = []
+        # Every action made, for Krita's lifetime: an action whose Python wrapper was
+        # collected could stop calling its Python slot (seen in Krita 5.1).
+        self._actions = []
 
     def setup(self) -> None:
         notifier = Krita.instance().notifier()
@@ -49,7 +52,9 @@ class RealscaleExtension(Extension):
             created.append(action)
         self._pending.append((window.qwindow(), created))
         name, text, handler = ENGINE_ACTION
-        window.createAction(name, text, "tools/scripts").triggered.connect(handler)
+        engine = window.createAction(name, text, "tools/scripts")
+        engine.triggered.connect(handler)
+        self._actions += [*created, engine]
 
     def _window_created(self) -> None:
         # The menu bar is still empty while createActions runs: add to the Image menu once
