@@ -297,11 +297,10 @@ def test_host_folders_on_windows_and_macos(home: Path) -> None:
     assert host_folders("krita", "darwin") == [support / "krita/pykrita"]
     assert host_folders("krita", "linux") == [home / ".local/share/krita/pykrita"]
     assert host_folders("resolve", "win32") == [
-        roaming / "Blackmagic Design/DaVinci Resolve/Support/Fusion/Scripts/Edit"]
+        roaming / "Blackmagic Design/DaVinci Resolve/Support/Fusion"]
     assert host_folders("resolve", "darwin") == [
-        support / "Blackmagic Design/DaVinci Resolve/Fusion/Scripts/Edit"]
-    assert host_folders("resolve", "linux") == [
-        home / ".local/share/DaVinciResolve/Fusion/Scripts/Edit"]
+        support / "Blackmagic Design/DaVinci Resolve/Fusion"]
+    assert host_folders("resolve", "linux") == [home / ".local/share/DaVinciResolve/Fusion"]
     assert kritarc_path("win32") == home / "AppData" / "Local" / "kritarc"
     assert kritarc_path("darwin") == home / "Library" / "Preferences" / "kritarc"
 
@@ -567,7 +566,8 @@ def _run_isolated(python: str, code: str, cwd: Path, env: dict[str, str]) -> str
 def test_resolve_install_writes_the_config_where_the_vendored_lookup_finds_it(
     home: Path, tmp_path: Path, where: str
 ) -> None:
-    """`realscale install resolve` puts realscale_wire.py beside the scripts, and that copy,
+    """`realscale install resolve` puts realscale_wire.py into Fusion/Modules/realscale (out
+    of Resolve's Workspace > Scripts menu, which lists Fusion/Scripts), and that copy,
     run by Resolve's oldest Python in a fresh process, finds the config the install wrote:
     with $REALSCALE_CONFIG_DIR, and with a relative $XDG_CONFIG_HOME (invalid: ignored, so
     ~/.config) alike."""
@@ -585,18 +585,19 @@ def test_resolve_install_writes_the_config_where_the_vendored_lookup_finds_it(
     assert done.returncode == 0, done.stderr
     assert json.loads(expected.read_text())["python"] == WORKER_PYTHON
     assert not (tmp_path / "relative").exists(), "a relative XDG_CONFIG_HOME is not used"
-    scripts = home / ".local/share/DaVinciResolve/Fusion/Scripts/Edit"
-    assert (scripts / "realscale_wire.py").read_bytes() == WIRE.read_bytes()
+    fusion = home / ".local/share/DaVinciResolve/Fusion"
+    modules = fusion / "Modules" / "realscale"
+    assert (modules / "realscale_wire.py").read_bytes() == WIRE.read_bytes()
     python = str(PYTHON36) if PYTHON36.is_file() else HOST_PYTHON
     env.pop("PYTHONPATH")
     found = _run_isolated(python, "import realscale_wire as w; c = w.read_config(); "
-                          "print(w.__file__, c['_path'], c['python'], sep='\\n')", scripts, env)
-    assert found.splitlines() == [str(scripts / "realscale_wire.py"), str(expected),
+                          "print(w.__file__, c['_path'], c['python'], sep='\\n')", modules, env)
+    assert found.splitlines() == [str(modules / "realscale_wire.py"), str(expected),
                                   WORKER_PYTHON]
     done = subprocess.run([WORKER_PYTHON, "-m", "realscale", "uninstall", "resolve"], env=env,
                           cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
-    assert not expected.exists() and not scripts.exists()
+    assert not expected.exists() and not fusion.exists()
 
 
 def test_the_installed_client_uses_the_protocol_module_beside_it(home: Path) -> None:

@@ -11,7 +11,9 @@ What each host needs besides copying its manifest's files (``plugins/<host>/mani
 - Krita loads a Python plug-in only once ``enable_<name>=true`` is in the ``[python]``
   section of its kritarc, and reads ``.action`` files only from ``actions/`` beside
   ``pykrita/``.
-- DaVinci Resolve lists every script in ``Fusion/Scripts/Edit`` under Workspace > Scripts.
+- DaVinci Resolve lists every script in ``Fusion/Scripts/Edit`` under Workspace > Scripts
+  (and every sub-folder there as a sub-menu), so a module its scripts load goes outside
+  ``Scripts``: its plug-in folder is the per-user ``Fusion`` folder.
 
 Standard library only: ``realscale install`` and ``doctor`` start fast.
 """
@@ -252,8 +254,9 @@ class Krita(Host):
 
 class Resolve(Host):
     def folders(self, platform: str) -> list[Path]:
-        """Fusion/Scripts/Edit: scripts there are listed under Workspace > Scripts on the
-        Edit page."""
+        """The per-user Fusion folder: the manifest puts the scripts into its Scripts/Edit,
+        listed under Workspace > Scripts on the Edit page, and realscale_wire.py into
+        Modules/realscale, which no menu lists."""
         if platform == "win32":
             base = _appdata() / "Blackmagic Design" / "DaVinci Resolve" / "Support"
         elif platform == "darwin":
@@ -261,7 +264,7 @@ class Resolve(Host):
                     / "DaVinci Resolve")
         else:
             base = _home() / ".local" / "share" / "DaVinciResolve"
-        return [base / "Fusion" / "Scripts" / "Edit"]
+        return [base / "Fusion"]
 
 
 HOST_LIST: tuple[Host, ...] = (Gimp("gimp", "GIMP"), Krita("krita", "Krita"),

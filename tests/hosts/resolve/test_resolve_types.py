@@ -4,7 +4,7 @@
   types): every Resolve call it makes exists, with that signature;
 - the fake Resolve offers only documented methods, with the documented parameter names;
 - the script is Python 3.6 code (Resolve runs it with the user's Python, 3.6 or later);
-- the manifest installs the two menu entries.
+- the manifest installs the two menu entries, and realscale_wire.py outside the menus.
 """
 
 from __future__ import annotations
@@ -134,14 +134,17 @@ def test_the_script_imports_nothing_heavy() -> None:
 
 
 def test_manifest_installs_two_menu_entries() -> None:
-    """The Python script (Studio) and the Lua script (every edition): each file in
-    Fusion/Scripts/Edit is a menu entry, so nothing else goes there."""
+    """The Python script (Studio) and the Lua script (every edition) go into Scripts/Edit of
+    Resolve's Fusion folder: each file there is a menu entry and each sub-folder a sub-menu,
+    so nothing else goes there; realscale_wire.py goes into Modules/realscale, outside
+    Scripts, which no menu lists."""
     manifest = json.loads((PLUGIN / "manifest.json").read_text())
     assert manifest["version"] == 1 and manifest["host"] == "resolve"
     assert manifest["client_dest"] is None  # the scripts run `realscale video` themselves
+    assert manifest["wire_dest"] == "Modules/realscale/realscale_wire.py"
     entries = manifest["files"]
     assert [(e["src"], e["dest"]) for e in entries] == [
-        ("realscale_resolve.py", "Upscale clip with Real-ESRGAN.py"),
-        ("realscale_resolve.lua", "Upscale clip with Real-ESRGAN (Lua).lua")]
+        ("realscale_resolve.py", "Scripts/Edit/Upscale clip with Real-ESRGAN.py"),
+        ("realscale_resolve.lua", "Scripts/Edit/Upscale clip with Real-ESRGAN (Lua).lua")]
     for entry in entries:
         assert (PLUGIN / entry["src"]).is_file() and entry["executable"] is False
