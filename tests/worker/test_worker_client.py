@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from worker_support import CORE, WORKER_PYTHON, TcpWorker
+from worker_support import CORE, WORKER_PYTHON, TcpWorker, cpu_facts
 
 from helpers import rgb_crop
 from realscale import Upscaler
@@ -209,20 +209,6 @@ def test_a_stopped_tcp_worker_costs_only_the_connection(drive: Drive, tmp_path: 
     finally:
         code, err = worker.finish()
     assert code == 0, err
-
-
-def cpu_facts() -> tuple[str, bool, int]:
-    """(model name, whether it has bfloat16 instructions, MemTotal in bytes), from /proc."""
-    name, flags = "", set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and not name:
-            name = value.strip()
-        if key.strip() == "flags" and not flags:
-            flags = set(value.split())
-    total = next(int(line.split()[1]) * 1024 for line in
-                 Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:"))
-    return name, bool(flags & {"avx512_bf16", "amx_bf16"}), total
 
 
 def test_devices_and_measure_through_the_client(drive: Drive, worker_config: Path) -> None:

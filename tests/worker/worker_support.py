@@ -23,6 +23,21 @@ HOST_PYTHON = "/usr/bin/python3"
 WORKER_PYTHON = sys.executable
 
 
+def cpu_facts() -> tuple[str, bool, int]:
+    """(model name, whether it has bfloat16 instructions, MemTotal in bytes), from /proc:
+    what the worker's ``devices`` reply should say of this machine's CPU."""
+    name, flags = "", set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not name:
+            name = value.strip()
+        if key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    total = next(int(line.split()[1]) * 1024 for line in
+                 Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:"))
+    return name, bool(flags & {"avx512_bf16", "amx_bf16"}), total
+
+
 def worker_env(**extra: str) -> dict[str, str]:
     """The environment to run ``python -m realscale`` from the source tree."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .. import catalogue
 from ..download import ensure_weights
-from ..loading import COMPANION_SUFFIXES, names_a_file
+from ..loading import names_a_file
+from ..weights import ncnn_companion
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,9 @@ def model_files(spec: str, *, allow_download: bool) -> ModelFiles:
             return ModelFiles(spec)
         files = {path.name: path.read_bytes()}
         # An ncnn pair is read as two files, whichever of them was named.
-        for companion in _ncnn_companions(path):
-            if companion.is_file():
-                files[companion.name] = companion.read_bytes()
-                break
+        companion = ncnn_companion(path)
+        if companion is not None:
+            files[companion.name] = companion.read_bytes()
         return ModelFiles(path.name, files)
     entry = catalogue.get(spec)
     if entry.embedded:
@@ -52,17 +52,6 @@ def model_files(spec: str, *, allow_download: bool) -> ModelFiles:
     weights = ensure_weights(entry, allow_download=allow_download)
     assert isinstance(weights, Path)  # downloaded weights are one file
     return ModelFiles(spec, {weights.name: weights.read_bytes()}, as_cache=True)
-
-
-def _ncnn_companions(path: Path) -> list[Path]:
-    """The other file of an ncnn pair, where the loader looks for it (``.bin`` beside a
-    ``.param``; ``.param`` or ``.PARAM`` beside a ``.bin``)."""
-    suffix = path.suffix.lower()
-    if suffix == ".param":
-        return [path.with_suffix(".bin")]
-    if suffix in COMPANION_SUFFIXES:
-        return [path.with_suffix(".param"), path.with_suffix(".PARAM")]
-    return []
 
 
 def install(model: ModelFiles, folder: Path) -> str:

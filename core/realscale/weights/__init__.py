@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 # Importing this package does not import torch (the ncnn reader serves the torch-free ONNX
 # Runtime backend); the readers that need it import it when they run.
 
-__all__ = ["READERS", "Reader", "WeightsFile", "load_state_dict", "read_file", "read_ncnn_pair"]
+__all__ = ["READERS", "Reader", "WeightsFile", "load_state_dict", "ncnn_companion", "read_file",
+           "read_ncnn_pair"]
 
 PREFIX_SIZE = 64
 """Bytes read to identify a file; every accept() check looks at no more than this."""
@@ -124,6 +125,16 @@ def _ncnn_param_for_bin(path: Path) -> Path | None:
         if param.is_file() and ncnn.accept(_prefix(param)):
             return param
     return None
+
+
+def ncnn_companion(path: Path) -> Path | None:
+    """The other file of the ncnn pair ``path`` belongs to, where the loader looks for it
+    (the ``.bin`` beside a ``.param``, the ``.param`` beside a ``.bin``), or None: for
+    whoever must carry the pair whole (the Ray driver sends both files to its workers)."""
+    if path.suffix.lower() == ".param":
+        companion = path.with_suffix(".bin")
+        return companion if companion.is_file() else None
+    return _ncnn_param_for_bin(path)
 
 
 def _load(path: Path) -> WeightsFile:
