@@ -79,11 +79,7 @@ def set_up(parent=None) -> None:
     finally:
         dialog.deleteLater()
     job = setup.install(plan, backend, folder=folder)
-    result = run_job(job, "Setting up the Real-ESRGAN engine", parent)
-    if result.cancelled:
-        raise Cancelled()
-    if not result.ok:
-        raise PluginError(failure_text(result))
+    run_job(job, "Setting up the Real-ESRGAN engine", parent)
 
 
 def failure_text(result) -> str:
@@ -174,7 +170,8 @@ class SetupDialog(QDialog):
 
 def run_job(job, title: str, parent=None):
     """Run a realscale_setup job on its thread behind a progress dialog with its phases, pip's
-    progress and Cancel; return its Result (``cancelled`` after Cancel)."""
+    progress and Cancel; return its Result once it succeeded, raise Cancelled after Cancel and
+    PluginError (its sentences and the log's path) when it failed."""
     dialog = QProgressDialog(title + "...", "Cancel", 0, 1000, parent)
     dialog.setObjectName(PROGRESS_OBJECT_NAME)
     dialog.setWindowTitle("Real-ESRGAN")
@@ -225,7 +222,12 @@ def run_job(job, title: str, parent=None):
         dialog.hide()  # not close(): that emits canceled
         dialog.deleteLater()
         QApplication.processEvents()
-    return job.result
+    result = job.result
+    if result.cancelled:
+        raise Cancelled()
+    if not result.ok:
+        raise PluginError(failure_text(result))
+    return result
 
 
 def busy_call(function, text: str, parent=None):
@@ -370,19 +372,11 @@ def manage(parent=None) -> str:
     if action == "update":
         update(parent)
         return action
-    result = run_job(setup.remove(), "Removing the Real-ESRGAN engine", parent)
-    if result.cancelled:
-        raise Cancelled()
-    if not result.ok:
-        raise PluginError(failure_text(result))
+    run_job(setup.remove(), "Removing the Real-ESRGAN engine", parent)
     return action
 
 
 def update(parent=None) -> None:
     """Replace the set-up engine with the plug-in's version (same folder and backend) behind
     the progress dialog; raises Cancelled or PluginError (with the log's path)."""
-    result = run_job(setup_module().update(), "Updating the Real-ESRGAN engine", parent)
-    if result.cancelled:
-        raise Cancelled()
-    if not result.ok:
-        raise PluginError(failure_text(result))
+    run_job(setup_module().update(), "Updating the Real-ESRGAN engine", parent)
