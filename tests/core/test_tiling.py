@@ -18,20 +18,25 @@ def compact():
 
 
 @pytest.mark.parametrize(
-    ("model", "image", "size"),
+    ("model", "image", "height", "width"),
     [
-        ("realesrgan-x4plus", "0014.jpg", 72),
-        ("realesrgan-x4plus-anime", "0014.jpg", 80),
-        ("realesr-animevideov3-x3", "00003.png", 96),
+        # Strips wider than a tile plus twice the model's context: the middle tiles see only
+        # part of the image, so the context (64 px for both RRDBNets, whatever their depth)
+        # is what keeps them seam-free.
+        ("realesrgan-x4plus", "0030.jpg", 24, 208),
+        ("realesrgan-x4plus-anime", "00003.png", 32, 208),
+        ("realesr-animevideov3-x3", "00003.png", 96, 96),
     ],
 )
-def test_tiled_equals_untiled(model: str, image: str, size: int) -> None:
-    pixels = rgb_crop(image, size, 20, 20)
+def test_tiled_equals_untiled(model: str, image: str, height: int, width: int) -> None:
+    pixels = np.ascontiguousarray(rgb_crop(image, width)[40 : 40 + height])
     descriptor = load_model(model)
     untiled = Upscaler(descriptor, device="cpu", tile=512).upscale(pixels)
     tiled_upscaler = Upscaler(descriptor, device="cpu", tile=32)
-    plan = tiled_upscaler.plan()
-    assert len(spans(size + 20, plan)) >= 3, "the test must really cut the image into tiles"
+    parts = spans(width, tiled_upscaler.plan())
+    assert any(part.input_start > 0 and part.input_end < width for part in parts), (
+        "the test must give some tile only part of the image"
+    )
     tiled = tiled_upscaler.upscale(pixels)
     assert_close_u8(tiled, untiled, max_diff=4, p999=2)
 
