@@ -3,13 +3,16 @@ it, so that the plug-in can set up its engine from inside the host (issue 14) wi
 terminal: the vendored modules and ``realscale-VERSION-py3-none-any.whl`` side by side.
 
 The wheel is built from this source checkout with its own build backend (setuptools), in a
-separate process, without build isolation: nothing is downloaded.
+separate process, without build isolation: nothing is downloaded. It is built from a fresh copy
+of the sources: setuptools copies into ``build/lib`` and never deletes there, so a build in
+the checkout would ship modules and plug-in files that have since been removed.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,16 +51,22 @@ def build_wheel(output: Path) -> Path:
                "its own wheel; give one with --wheel FILE, or run `realscale package` from a "
                "checkout")
         raise RealscaleError(msg)
+    output = output.resolve()
     output.mkdir(parents=True, exist_ok=True)
     code = ("import sys, setuptools.build_meta as backend; "
             "print(backend.build_wheel(sys.argv[1]))")
     env = dict(os.environ, SOURCE_DATE_EPOCH=SOURCE_DATE_EPOCH)
-    try:
-        done = subprocess.run([sys.executable, "-c", code, str(output)], cwd=root, env=env,
-                              capture_output=True, text=True, timeout=600, check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        msg = f"cannot build realscale's wheel ({exc}); build it with `pip wheel --no-deps .`"
-        raise RealscaleError(msg) from None
+    with tempfile.TemporaryDirectory(prefix="realscale-build-") as temp:
+        sources = Path(temp) / "realscale"
+        try:
+            _copy_sources(root, sources)
+            done = subprocess.run([sys.executable, "-c", code, str(output)], cwd=sources,
+                                  env=env, capture_output=True, text=True, timeout=600,
+                                  check=False)
+        except (OSError, subprocess.SubprocessError) as exc:
+            msg = (f"cannot build realscale's wheel ({exc}); build it with "
+                   "`pip wheel --no-deps .`")
+            raise RealscaleError(msg) from None
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -67,6 +76,22 @@ def build_wheel(output: Path) -> Path:
     wheel = output / lines[-1].strip()
     check_wheel(wheel)
     return wheel
+
+
+BUILD_SOURCES = ("pyproject.toml", "README.md", "core", "models", "plugins")
+"""What the build reads: the project file, the readme it names, and the three package roots."""
+
+
+def _copy_sources(root: Path, target: Path) -> None:
+    """Copy what the wheel is built from, without build output, caches or compiled files."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    target.mkdir(parents=True)
+    for name in BUILD_SOURCES:
+        source = root / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=ignore, symlinks=True)
+        else:
+            shutil.copy2(source, target / name)
 
 
 def check_wheel(wheel: Path) -> None:
