@@ -117,7 +117,7 @@ def choose_precision(precision: str, device_kind: str, *,
         raise DeviceError(msg)
     if precision == "fp16" and device_kind == "cpu":
         others = " or ".join(p for p in runs if p != "fp16")
-        msg = f"fp16 is not supported on the CPU; use --precision {others}"
+        msg = f"fp16 is not supported on the CPU; choose precision {others}"
         raise DeviceError(msg)
     return PrecisionChoice(precision, False)
 
@@ -140,10 +140,10 @@ def choose(device: str = "auto", precision: str = "auto", *, cpu_bf16: bool = Tr
         else:
             device = "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        msg = "CUDA was requested but this PyTorch has no usable NVIDIA GPU; use --device cpu"
+        msg = "CUDA was requested but this PyTorch has no usable NVIDIA GPU; choose the CPU as device"
         raise DeviceError(msg)
     if device == "mps" and not _mps_available():
-        msg = "Apple MPS was requested but is not available here; use --device cpu"
+        msg = "Apple MPS was requested but is not available here; choose the CPU as device"
         raise DeviceError(msg)
     torch_device = torch.device(device)
     choice = choose_precision(precision, torch_device.type, bf16_accurate=cpu_bf16)

@@ -51,9 +51,9 @@ def test_one_auto_policy_for_both_backends(monkeypatch, compact) -> None:
     assert choose_precision("auto", "cpu", bf16_accurate=False).precision == "fp32"
     arrays = load_model("realesr-animevideov3", backend="onnxruntime")
     assert Upscaler(arrays, device="cpu", backend="onnxruntime").precision == "fp32"
-    with pytest.raises(DeviceError, match=r"not supported on the CPU; use --precision fp32$"):
+    with pytest.raises(DeviceError, match=r"not supported on the CPU; choose precision fp32$"):
         Upscaler(arrays, device="cpu", precision="fp16", backend="onnxruntime")
-    with pytest.raises(DeviceError, match="use --precision fp32 or bf16$"):
+    with pytest.raises(DeviceError, match="choose precision fp32 or bf16$"):
         Upscaler(compact, device="cpu", precision="fp16")
     with pytest.raises(DeviceError, match="ONNX Runtime runs fp32 or fp16, got 'bf16'"):
         Upscaler(arrays, device="cpu", precision="bf16", backend="onnxruntime")
