@@ -134,6 +134,12 @@ def error_message(request_id: Any, kind: str, message: str) -> "dict[str, Any]":
 class FrameError(Exception):
     """Bytes that are not a well-formed frame; the stream stays usable after it."""
 
+    def __init__(self, message: str, version: "int | None" = None) -> None:
+        super().__init__(message)
+        self.version = version
+        """The protocol version in a well-formed header of another protocol, else None: the
+        peer is of another realscale version, not broken."""
+
 
 def pack_json(message: "dict[str, Any]") -> bytes:
     """One JSON frame, header included."""
@@ -260,7 +266,7 @@ class FrameReader:
                 self.skip(length)
                 raise FrameError(
                     f"protocol version {version} is not spoken here "
-                    f"(this side speaks {PROTOCOL_VERSION})")
+                    f"(this side speaks {PROTOCOL_VERSION})", version)
             return kind, length
 
     def readinto(self, target: Any) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "WorkerError",
     "WorkerNotInstalled",
     "WorkerOutOfMemory",
+    "WorkerProtocolMismatch",
     "config_path",
     "read_config",
 ]
@@ -125,6 +126,16 @@ class WorkerOutOfMemory(WorkerError):
 
 class WorkerCancelled(WorkerError):
     """The caller cancelled the request."""
+
+
+class WorkerProtocolMismatch(WorkerError):
+    """The worker is of a realscale that speaks another protocol version (an engine set up
+    by an older or newer plug-in): updating one to the other's version is the remedy."""
+
+    def __init__(self, message: str, protocol: int) -> None:
+        super().__init__(message)
+        self.protocol = protocol
+        """The protocol version the worker speaks."""
 
 
 class PixelLayout:
@@ -257,7 +268,8 @@ class _Connection:
         except (EOFError, OSError, ValueError) as exc:
             self.items.put((_EOF, str(exc), None))
         except FrameError as exc:
-            self.items.put((_EOF, f"the worker sent bytes that are not frames ({exc})", None))
+            self.items.put((_EOF, f"the worker sent bytes that are not frames ({exc})",
+                            exc.version))
         except MemoryError:
             self.items.put((_EOF, "no memory left for the result", None))
         finally:
@@ -677,7 +689,7 @@ class WorkerClient:
                 self._abandon(conn)  # nothing in a starting worker is worth waiting for
                 raise WorkerCancelled("The upscale was cancelled while the worker started.")
             try:
-                kind, message, _ = conn.items.get(timeout=_POLL)
+                kind, message, extra = conn.items.get(timeout=_POLL)
             except queue.Empty:
                 if time.monotonic() > deadline:
                     self._abandon(conn)
@@ -685,6 +697,9 @@ class WorkerClient:
                         f"{conn.description[0].upper()}{conn.description[1:]} did not answer "
                         f"within {wait:.0f} seconds.") from None
                 continue
+            if kind == _EOF and isinstance(extra, int):  # frames of another protocol
+                self.close()
+                raise self._mismatch(extra)
             if kind == _EOF:
                 log = conn.last_output()
                 if "No module named realscale" in log or "No module named 'realscale'" in log:
@@ -700,14 +715,19 @@ class WorkerClient:
                 continue
             if message.get("protocol") != PROTOCOL_VERSION:
                 self.close()
-                raise WorkerError(
-                    f"The realscale worker speaks protocol {message.get('protocol')} but this "
-                    f"plug-in speaks {PROTOCOL_VERSION}: {self._hint()}.")
+                protocol = message.get("protocol")
+                raise self._mismatch(protocol if isinstance(protocol, int) else -1)
             conn.hello = message
             return
 
     def _hint(self) -> str:
         return str(wire.INSTALL_HINT.format(self._host))
+
+    def _mismatch(self, protocol: int) -> WorkerProtocolMismatch:
+        return WorkerProtocolMismatch(
+            f"The realscale engine speaks protocol {protocol} but this plug-in speaks "
+            f"{PROTOCOL_VERSION}: update the engine to the plug-in's version, or "
+            f"{self._hint()}.", protocol)
 
     def _crashed(self, conn: _Connection, when: str) -> WorkerCrashed:
         reason = conn.failure()

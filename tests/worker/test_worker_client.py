@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -279,3 +280,25 @@ def test_the_client_spells_auto_tile_on_the_wire(drive: Drive, tmp_path: Path) -
         if message["type"] == "upscale":
             tiles.append(message["tile"])
     assert tiles == ["auto", "auto", 32, "auto"]
+
+
+def test_an_engine_of_another_protocol_is_named_as_such(drive: Drive, tmp_path: Path) -> None:
+    """An engine set up by an older or newer plug-in frames its messages in its own protocol:
+    the client says so (the hosts then offer the update), not that the worker stopped."""
+    core = tmp_path / "core"
+    shutil.copytree(CORE / "realscale", core / "realscale",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    wire_file = core / "realscale" / "wire.py"
+    source = wire_file.read_text(encoding="utf-8")
+    assert f"PROTOCOL_VERSION = {p.PROTOCOL_VERSION}\n" in source
+    wire_file.write_text(source.replace(f"PROTOCOL_VERSION = {p.PROTOCOL_VERSION}\n",
+                                        f"PROTOCOL_VERSION = {p.PROTOCOL_VERSION + 1}\n"),
+                         encoding="utf-8")
+    config = tmp_path / "other.json"
+    config.write_text(json.dumps({"version": 1, "python": WORKER_PYTHON,
+                                  "pythonpath": [str(core)]}))
+    report = drive("expect_error", {"config": str(config)})
+    assert report["class"] == "WorkerProtocolMismatch", report
+    assert (f"speaks protocol {p.PROTOCOL_VERSION + 1} but this plug-in speaks "
+            f"{p.PROTOCOL_VERSION}") in report["message"], report
+    assert "realscale install gimp" in report["message"]
