@@ -1345,6 +1345,250 @@ def show_message(ui: Any, dispatcher: Any, text: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Setting the engine up from here: realscale_setup (plugins/common), which the zip puts beside
+# realscale_wire.py in Fusion/Modules/realscale with realscale's wheel (docs/engine-setup.md)
+
+SETUP_TITLE = "Set up Real-ESRGAN"
+SETUP_EXTRAS = ("video",)
+"""What `realscale video` needs besides a backend: ffmpeg (imageio-ffmpeg) and OpenCV."""
+VIDEO_EXTRA_BYTES = 340 * 10**6
+"""What the video extra adds to an engine: imageio-ffmpeg 165 MB and OpenCV 173 MB, measured
+in a venv on Linux x86_64 with Python 3.11 (du -sm); the torch-free engine is about 270 MB."""
+UPDATE_BUTTON = "Update the engine"
+
+
+def setup_candidates() -> "list[str]":
+    """Folders where realscale_setup.py may lie: beside realscale_wire.py (the zip's
+    Modules/realscale), then the checkout's plugins/common (a development run)."""
+    found = []
+    with contextlib.suppress(ScriptError, AttributeError, TypeError):
+        found.append(os.path.dirname(os.path.abspath(wire().__file__)))
+    here = globals().get("__file__")
+    if isinstance(here, str):
+        found.append(os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(here)),
+                                                   os.pardir, "common")))
+    return found
+
+
+def setup_module() -> Any:
+    """realscale_setup, or None where it is not there or Resolve's Python is older than the
+    3.10 it needs (then the script says what to do, as before)."""
+    if sys.version_info < (3, 10):  # noqa: UP036 - Resolve may run Python 3.6 to 3.9
+        return None
+    for folder in setup_candidates():
+        if not os.path.isfile(os.path.join(folder, "realscale_setup.py")):
+            continue
+        loaded = sys.modules.get("realscale_setup")
+        where = getattr(loaded, "__file__", None)
+        if loaded is not None and where and os.path.dirname(os.path.abspath(where)) == folder:
+            return loaded
+        for name in ("realscale_setup", "realscale_client"):
+            sys.modules.pop(name, None)  # another folder's copies (a second install)
+        sys.path.insert(0, folder)  # realscale_setup imports realscale_client beside it
+        try:
+            import realscale_setup  # type: ignore[import-not-found]
+
+            return realscale_setup
+        except Exception:  # noqa: BLE001 - a broken copy: the script goes on without it
+            return None
+        finally:
+            sys.path.remove(folder)
+    return None
+
+
+def engine_size(backend: Any) -> str:
+    """How big the engine with this backend and ffmpeg and OpenCV for video is."""
+    if "torch" not in backend.extras:
+        return ("about 610 MB (the engine on ONNX Runtime about 270 MB, ffmpeg and OpenCV for "
+                "video about 340 MB)")
+    return f"{backend.size_text} (PyTorch), plus about 340 MB for ffmpeg and OpenCV (video)"
+
+
+class SetupDialog:
+    """First use (no engine): what will be installed, where (changeable), how big, which
+    backend (the one realscale_setup recommends for this machine, or another it offers);
+    then the phases with Cancel. With ``update`` (an engine of another protocol, from
+    realscale_setup.outdated): the offer to update it, then its progress. ``run()`` is True
+    once the engine answers (the upscale dialog opens next), False otherwise."""
+
+    def __init__(self, ui: Any, dispatcher: Any, setup: Any, reason: str = "",
+                 update: Any = None) -> None:
+        self.ui = ui
+        self.dispatcher = dispatcher
+        self.setup = setup
+        self.update = update
+        self.job = None  # type: Any
+        self.state = "offer"
+        """"offer", "running", "ended" (failed or cancelled: Close only), "done"."""
+        self.plan = None if update is not None else setup.detect()
+        plan = self.plan
+
+        def row(label: str, widget: Any) -> Any:
+            return ui.HGroup({"Weight": 0}, [ui.Label({"Text": label, "Weight": 0.2}), widget])
+
+        if plan is not None:
+            wheel = plan.version or "?"
+            intro = (f"{reason.rstrip('.')}.\n\nThis script can set up realscale's engine "
+                     f"now: realscale {wheel} (the version this script came with) and its "
+                     "dependencies, from the package index pip is configured for, in a Python "
+                     "environment of its own. Nothing else on the computer changes.")
+            python = plan.python.label if plan.python is not None else (
+                "none found; uv will fetch Python 3.12" if plan.uv else "none found")
+            rows = [
+                row("Python", ui.Label({"ID": "Python", "Text": python, "WordWrap": True,
+                                        "Weight": 0.8})),
+                row("Backend", ui.ComboBox({"ID": "Backend", "Weight": 0.8})),
+                row("Size", ui.Label({"ID": "Size", "Text": "", "WordWrap": True,
+                                      "Weight": 0.8})),
+                row("Folder", ui.LineEdit({"ID": "Folder", "Text": plan.folder,
+                                           "Weight": 0.8})),
+            ]
+            button = "Set up"
+        else:
+            intro = (f"{update.message}\n\nThe script cannot use this engine until it is "
+                     "updated; the update keeps its folder and backend, and the engine in use "
+                     "keeps working until the new one answers.")
+            rows = [row("Folder", ui.Label({"ID": "Folder", "Text": update.folder or "",
+                                            "WordWrap": True, "Weight": 0.8}))]
+            button = UPDATE_BUTTON
+        self.window = dispatcher.AddWindow(
+            {"ID": "RealscaleSetup", "WindowTitle": SETUP_TITLE,
+             "Geometry": [320, 220, 620, 360]},
+            ui.VGroup([
+                ui.Label({"ID": "Intro", "Text": intro, "WordWrap": True, "Weight": 0}),
+                *rows,
+                ui.Label({"ID": "Problem", "Text": "", "WordWrap": True, "Weight": 0}),
+                ui.Label({"ID": "Progress", "Text": "", "WordWrap": True, "Weight": 1}),
+                ui.HGroup({"Weight": 0}, [ui.Button({"ID": "Install", "Text": button}),
+                                          ui.Button({"ID": "Cancel", "Text": "Cancel"})]),
+            ]))
+        self.items = self.window.GetItems()
+        if plan is not None:
+            self.items["Backend"].AddItems([
+                b.label + (" (recommended)" if b.recommended else "") for b in plan.backends])
+            self.items["Backend"].CurrentIndex = plan.backends.index(plan.backend)
+            self.on_backend()
+            self.window.On.Backend.CurrentIndexChanged = self.on_backend
+            if plan.problem:
+                self.items["Problem"].Text = plan.problem
+                self.items["Install"].Enabled = False
+        self.timer = ui.Timer({"ID": "RealscaleSetupTick", "Interval": 200})
+        self.window.On.Install.Clicked = self.on_install
+        self.window.On.Cancel.Clicked = self.on_cancel
+        self.window.On.RealscaleSetup.Close = self.on_close
+        self.window.On.RealscaleSetupTick.Timeout = self.on_tick
+        with contextlib.suppress(AttributeError, TypeError):
+            dispatcher.On.Timeout = self.on_tick
+
+    def backend(self) -> Any:
+        assert self.plan is not None
+        index = int(self.items["Backend"].CurrentIndex)
+        backends = self.plan.backends
+        return backends[index] if 0 <= index < len(backends) else self.plan.backend
+
+    def on_backend(self, _event: Any = None) -> None:
+        self.items["Size"].Text = engine_size(self.backend())
+
+    def on_install(self, _event: Any = None) -> None:
+        if self.state != "offer":
+            return
+        setup = self.setup
+        if self.plan is not None:
+            from dataclasses import replace
+
+            backend = self.backend()
+            backend = replace(backend, need_bytes=backend.need_bytes + VIDEO_EXTRA_BYTES)
+            folder = str(self.items["Folder"].Text or "").strip() or self.plan.folder
+            folder = os.path.abspath(os.path.expanduser(folder))
+            self.job = setup.install(self.plan, backend, folder=folder, extras=SETUP_EXTRAS)
+        else:
+            self.job = setup.update()
+        for key in ("Backend", "Folder", "Install"):
+            if key in self.items:
+                self.items[key].Enabled = False
+        self.items["Problem"].Text = ""
+        self.state = "running"
+        self.job.start()
+        self.timer.Start()
+        self.on_tick()
+
+    def on_tick(self, _event: Any = None) -> None:
+        job = self.job
+        if self.state != "running" or job is None:
+            return
+        if not job.done:
+            progress = job.progress()
+            text = progress.label
+            if progress.message:
+                text += f": {progress.message}"
+            if progress.fraction is not None:
+                text += f" ({int(progress.fraction * 100)}%)"
+            self.items["Progress"].Text = "Cancelling..." if job.cancelled else text
+            return
+        result = job.result
+        self.timer.Stop()
+        if result is not None and result.ok:
+            self.state = "done"
+            self.items["Progress"].Text = result.message
+            self.dispatcher.ExitLoop()
+            return
+        self.state = "ended"
+        if result is not None and result.cancelled:
+            self.items["Progress"].Text = ("Cancelled: nothing was installed and nothing "
+                                           "changed.")
+        else:
+            self.items["Progress"].Text = ""
+            self.items["Problem"].Text = result.message if result else "The set-up failed."
+        self.items["Cancel"].Text = "Close"
+
+    def on_cancel(self, _event: Any = None) -> None:
+        if self.state == "running" and self.job is not None:
+            self.job.cancel()
+            self.items["Progress"].Text = "Cancelling..."
+            return
+        self.dispatcher.ExitLoop()
+
+    def on_close(self, _event: Any = None) -> None:
+        job = self.job
+        if self.state == "running" and job is not None:
+            job.cancel()
+            job.wait(60)  # the job removes what it made before the script ends
+        self.timer.Stop()
+        self.dispatcher.ExitLoop()
+
+    def run(self) -> bool:
+        self.window.Show()
+        self.dispatcher.RunLoop()
+        self.window.Hide()
+        self.timer.Stop()
+        return self.state == "done"
+
+
+def prepare_engine(ui: Any, dispatcher: Any) -> bool:
+    """Before the upscale dialog: with no engine set up, offer to set it up; with an engine
+    the plug-in set up that speaks another protocol, offer its update. False when the user
+    closed that offer or it failed (the script then ends); True otherwise, also where
+    realscale_setup cannot run here (the dialog then says what to do, as before)."""
+    if dispatcher is None:
+        return True
+    try:
+        core_python()
+        missing = ""
+    except ScriptError as exc:
+        missing = str(exc)
+    setup = setup_module()
+    if setup is None:
+        return True
+    if missing:
+        reason = missing.split(": run `realscale install")[0].split("; run `realscale install")[0]
+        return SetupDialog(ui, dispatcher, setup, reason=reason).run()
+    info = setup.outdated()
+    if info is None:
+        return True
+    return SetupDialog(ui, dispatcher, setup, update=info).run()
+
+
+# ---------------------------------------------------------------------------------------------
 # Entry point
 
 
@@ -1411,6 +1655,8 @@ def main(scope: "dict[str, Any] | None" = None) -> "Session | None":
 
     if dispatcher is None:
         return run_without_dialog(start)
+    if not prepare_engine(ui, dispatcher):
+        return None
     dialog = Dialog(ui, dispatcher, timeline, start,
                     lambda settings: preview(project, timeline, settings), core_python)
     dialog.run()

@@ -54,6 +54,10 @@ class User:
             self.result = items["Message"].Text
             window.click("OK")
             return
+        if window.id == "RealscaleSetup":  # no engine: the set-up offer, declined
+            self.result = f"{items['Intro'].Text}\n{items['Problem'].Text}"
+            window.click("Cancel")
+            return
         self.dialog = window
         status = items["Status"].Text
         if status and (not self.statuses or self.statuses[-1] != status):
@@ -220,3 +224,58 @@ def check_lists(items: dict[str, Any], models: list[dict[str, Any]],
                             if d.get("free_bytes") is not None and d["kind"] != "cpu" else "")
               for d in devices]
     assert list(items["Device"].entries) == labels
+
+
+class SetupUser:
+    """At the set-up window (no engine, or one of another protocol): notes what it offers,
+    presses its button (Set up / Update the engine) when ``press`` and it is enabled, else
+    Cancel; ``cancel_at``: clicks Cancel once the progress shows this text; Close once it
+    ended. Any other window goes to ``then`` (the upscale dialog's User)."""
+
+    def __init__(self, then: User | None = None, *, press: bool = True,
+                 cancel_at: str | None = None, folder: str | None = None) -> None:
+        self.then = then
+        self.press = press
+        self.cancel_at = cancel_at
+        self.folder = folder
+        self.offered: dict[str, Any] = {}
+        """Each widget of the set-up window as it opened."""
+        self.backends: list[str] = []
+        self.install_enabled = False
+        self.progress: list[str] = []
+        self.cancelled_during = ""
+        self.ended: dict[str, Any] = {}
+        """Each widget when the set-up ended without an engine (failed, cancelled)."""
+        self.state = "offer"
+
+    def __call__(self, window: FakeWindow, dispatcher: FakeDispatcher) -> None:
+        if window.id != "RealscaleSetup":
+            assert self.then is not None, f"unexpected window {window.id}"
+            self.then(window, dispatcher)
+            return
+        items = window.widgets
+        text = items["Progress"].Text
+        if text and (not self.progress or self.progress[-1] != text):
+            self.progress.append(text)
+        if self.state == "offer":
+            self.offered = {key: shown(widget) for key, widget in items.items()}
+            self.install_enabled = bool(items["Install"].Enabled)
+            if "Backend" in items:
+                self.backends = list(items["Backend"].entries)
+            if self.folder is not None:
+                items["Folder"].Text = self.folder
+                window.changed("Folder")
+            self.state = "running"
+            if self.press and items["Install"].Enabled:
+                window.click("Install")
+            else:
+                self.ended = dict(self.offered)
+                window.click("Cancel")
+            return
+        if self.cancel_at and self.cancel_at in text and items["Cancel"].Text == "Cancel":
+            self.cancelled_during = text
+            window.click("Cancel")
+            self.cancel_at = None
+        elif items["Cancel"].Text == "Close":
+            self.ended = {key: shown(widget) for key, widget in items.items()}
+            window.click("Cancel")

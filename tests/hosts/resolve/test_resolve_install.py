@@ -30,6 +30,9 @@ SCRIPTS = [LUA_SCRIPT, PYTHON_SCRIPT]
 """What Fusion/Scripts/Edit holds after an install: the two menu entries, nothing else."""
 WIRE_FOLDER = Path("Modules") / "realscale"
 """Where realscale_wire.py goes in the Fusion folder: outside Scripts, in no menu."""
+MODULES = ["realscale_client.py", "realscale_setup.py", "realscale_wire.py"]
+"""What WIRE_FOLDER holds after an install: the wire, and the client and the set-up library
+that set the engine up from the script (the zip adds realscale's wheel)."""
 
 
 @pytest.fixture
@@ -83,7 +86,7 @@ def test_install_lists_two_scripts_and_keeps_the_wire_out_of_the_menus(
     """In Resolve's per-user Fusion folder: Scripts/Edit holds exactly the two scripts (each
     file there is a menu item, each sub-folder a sub-menu), realscale_wire.py lies in
     Modules/realscale, and the installed Studio script finds the worker config through that
-    copy. Uninstall removes all three files and every folder the install made."""
+    copy. Uninstall removes all five files and every folder the install made."""
     user_home = Path(home["HOME"])
     fusion = user_home / ".local/share/DaVinciResolve/Fusion"
     realscale(home, "install", "resolve")
@@ -91,12 +94,15 @@ def test_install_lists_two_scripts_and_keeps_the_wire_out_of_the_menus(
     assert os.listdir(fusion / "Scripts") == ["Edit"]
     assert sorted(os.listdir(fusion / "Scripts/Edit")) == SCRIPTS
     assert os.listdir(fusion / "Modules") == ["realscale"]
-    assert os.listdir(fusion / WIRE_FOLDER) == ["realscale_wire.py"]
+    assert sorted(os.listdir(fusion / WIRE_FOLDER)) == MODULES
     assert (fusion / "Scripts/Edit" / LUA_SCRIPT).read_bytes() == \
         (PLUGIN / "realscale_resolve.lua").read_bytes()
     assert (fusion / "Scripts/Edit" / PYTHON_SCRIPT).read_bytes() == \
         (PLUGIN / "realscale_resolve.py").read_bytes()
     assert (fusion / WIRE_FOLDER / "realscale_wire.py").read_bytes() == WIRE.read_bytes()
+    for name in MODULES[:2]:
+        assert (fusion / WIRE_FOLDER / name).read_bytes() == (
+            ROOT / "plugins" / "common" / name).read_bytes()
     config = user_home / ".config/realscale/worker.json"
     assert json.loads(config.read_text())["python"] == sys.executable
 
@@ -113,9 +119,9 @@ def test_install_lists_two_scripts_and_keeps_the_wire_out_of_the_menus(
     assert sorted(os.listdir(fusion / "Scripts/Edit")) == SCRIPTS
 
     done = realscale(home, "uninstall", "resolve")
-    assert "(3 files)" in done.stdout
+    assert "(5 files)" in done.stdout
     for path in (fusion / "Scripts/Edit" / LUA_SCRIPT, fusion / "Scripts/Edit" / PYTHON_SCRIPT,
-                 fusion / WIRE_FOLDER / "realscale_wire.py"):
+                 *(fusion / WIRE_FOLDER / name for name in MODULES)):
         assert not path.exists()
     assert not (user_home / ".local").exists(), "every folder the install made is gone"
     assert not config.exists()
@@ -123,7 +129,7 @@ def test_install_lists_two_scripts_and_keeps_the_wire_out_of_the_menus(
 
 def test_uninstall_keeps_what_resolve_and_others_put_in_the_fusion_folder(home) -> None:
     """Into a Fusion folder Resolve already made (other scripts, Fusion's own modules):
-    uninstall takes back the three files and the folders the install made, nothing else."""
+    uninstall takes back the five files and the folders the install made, nothing else."""
     fusion = Path(home["HOME"]) / ".local/share/DaVinciResolve/Fusion"
     theirs = {"Scripts/Edit/Someone else's.lua": "print('theirs')\n",
               "Scripts/Comp/A comp script.py": "print('comp')\n",
@@ -136,7 +142,7 @@ def test_uninstall_keeps_what_resolve_and_others_put_in_the_fusion_folder(home) 
     assert sorted(os.listdir(fusion / "Scripts/Edit")) == sorted(
         [*SCRIPTS, "Someone else's.lua"])
     assert tree(fusion) == sorted([*before, *(f"Scripts/Edit/{s}" for s in SCRIPTS),
-                                   "Modules/realscale/realscale_wire.py"])
+                                   *(f"Modules/realscale/{m}" for m in MODULES)])
     realscale(home, "uninstall", "resolve")
     assert tree(fusion) == before
     assert sorted(os.listdir(fusion / "Modules")) == ["Lua"], "Modules/realscale is gone"
@@ -147,7 +153,7 @@ def test_install_into_a_chosen_fusion_folder(home, tmp_path) -> None:
     realscale(home, "install", "resolve", "--dest", str(dest), "--config",
               str(tmp_path / "worker.json"))
     assert tree(dest) == sorted([*(f"Scripts/Edit/{s}" for s in SCRIPTS),
-                                 "Modules/realscale/realscale_wire.py"])
+                                 *(f"Modules/realscale/{m}" for m in MODULES)])
     realscale(home, "uninstall", "resolve", "--dest", str(dest))
     assert not dest.exists()
 

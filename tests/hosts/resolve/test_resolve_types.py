@@ -130,18 +130,28 @@ def test_the_script_imports_nothing_heavy() -> None:
                 if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= set(sys.stdlib_module_names) | {"fusionscript", "DaVinciResolveScript"}
+    assert imported <= set(sys.stdlib_module_names) | {"fusionscript", "DaVinciResolveScript",
+                                                       "realscale_setup"}
+    # The set-up library it imports (from Modules/realscale) is standard library only too.
+    setup = ast.parse((ROOT / "plugins" / "common" / "realscale_setup.py").read_text())
+    used = {alias.name.split(".")[0] for node in ast.walk(setup)
+            if isinstance(node, ast.Import) for alias in node.names}
+    used |= {node.module.split(".")[0] for node in ast.walk(setup)
+             if isinstance(node, ast.ImportFrom) and node.module}
+    assert used <= set(sys.stdlib_module_names) | {"realscale_client"}, used
 
 
 def test_manifest_installs_two_menu_entries() -> None:
     """The Python script (Studio) and the Lua script (every edition) go into Scripts/Edit of
     Resolve's Fusion folder: each file there is a menu entry and each sub-folder a sub-menu,
-    so nothing else goes there; realscale_wire.py goes into Modules/realscale, outside
+    so nothing else goes there; realscale_wire.py, and the client and realscale_setup.py
+    that set the engine up (beside the wheel in the zip), go into Modules/realscale, outside
     Scripts, which no menu lists."""
     manifest = json.loads((PLUGIN / "manifest.json").read_text())
     assert manifest["version"] == 1 and manifest["host"] == "resolve"
-    assert manifest["client_dest"] is None  # the scripts run `realscale video` themselves
     assert manifest["wire_dest"] == "Modules/realscale/realscale_wire.py"
+    assert manifest["client_dest"] == "Modules/realscale/realscale_client.py"
+    assert manifest["setup_dest"] == "Modules/realscale/realscale_setup.py"
     entries = manifest["files"]
     assert [(e["src"], e["dest"]) for e in entries] == [
         ("realscale_resolve.py", "Scripts/Edit/Upscale clip with Real-ESRGAN.py"),

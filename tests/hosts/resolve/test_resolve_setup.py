@@ -1,0 +1,235 @@
+"""First use of the Studio script with no engine: it sets realscale's engine up itself.
+
+The script runs as Resolve runs it (``resolve``, ``fusion`` and ``bmd`` injected) from a
+Fusion folder made by unpacking ``realscale package resolve``'s zip, so it carries the
+realscale wheel and realscale_setup.py beside realscale_wire.py in Modules/realscale. Nothing
+is set up for the user (their config and data folders are empty temporary folders); the
+set-up is real: a venv made by the Python this test runs on (the only place the search looks),
+the wheel and its dependencies (torch-free, with the video extra) from the package index this
+machine's pip is configured for, then the upscale of a real clip with a catalogue model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import runpy
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from resolve_user import SetupUser, User, scene
+
+from fakes.resolve import FakeBmd, FakeResolve
+from realscale.video.frames import read_frames
+
+ROOT = Path(__file__).resolve().parents[3]
+SCRIPT = Path("Scripts") / "Edit" / "Upscale clip with Real-ESRGAN.py"
+MODULES = Path("Modules") / "realscale"
+MODEL = "realesr-animevideov3"
+UPSCALED = "upscaled, on video track 2 at frame 86500."
+INSTALL_TIMEOUT = 900
+
+
+@pytest.fixture(scope="module")
+def fusion(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Resolve's Fusion folder with the zip `realscale package resolve` makes unpacked in it."""
+    dist = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "realscale", "package", "resolve", "-o", str(dist)],
+                   check=True, capture_output=True, timeout=600)
+    [zipped] = dist.glob("realscale-resolve-*.zip")
+    folder = tmp_path_factory.mktemp("resolve") / "Fusion"
+    with zipfile.ZipFile(zipped) as archive:
+        archive.extractall(folder)
+    assert list((folder / MODULES).glob("realscale-*-py3-none-any.whl"))
+    return folder
+
+
+def world(root: Path, **more: str) -> dict[str, str]:
+    """A user with nothing set up: empty data and config folders; the set-up looks for a
+    Python only where the Python running these tests lives."""
+    return {"XDG_DATA_HOME": str(root / "data"),
+            "REALSCALE_WORKER_CONFIG": str(root / "config" / "worker.json"),
+            "REALSCALE_SETUP_SEARCH": str(Path(sys.base_prefix) / "bin"), **more}
+
+
+def run_script(fusion: Path, resolve: FakeResolve, user: Any) -> None:
+    """Run the unpacked Studio script as Resolve does; its modules come from its own folder."""
+    for name in ("realscale_wire", "realscale_client", "realscale_setup"):
+        sys.modules.pop(name, None)
+    runpy.run_path(str(fusion / SCRIPT), init_globals={
+        "resolve": resolve, "fusion": resolve.Fusion(),
+        "bmd": FakeBmd(user, timeout=INSTALL_TIMEOUT)}, run_name="__main__")
+
+
+def envs(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("env-*")) if folder.is_dir() else []
+
+
+def upscale_user(out: Path) -> User:
+    return User({"Model": MODEL, "Scale": "2", "Handles": 0, "Folder": str(out)})
+
+
+def check_upscaled(resolve: FakeResolve, user: User) -> None:
+    assert user.result.endswith(UPSCALED), user.statuses
+    [placed] = resolve.timeline.GetItemListInTrack("video", 2)
+    frames = list(read_frames(placed.GetMediaPoolItem().GetClipProperty("File Path")))
+    assert len(frames) == 3 and frames[0].shape == (240, 320, 3)
+
+
+@pytest.fixture(scope="module")
+def first_use(fusion: Path, small_sample: Path,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The real first use: the set-up offered, accepted as offered, the engine installed,
+    then the upscale dialog and a real upscale through the new engine."""
+    root = tmp_path_factory.mktemp("first-use")
+    env = world(root)
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        resolve = scene(small_sample, source_start=5, length=3)[0]
+        user = SetupUser(upscale_user(root / "out"))
+        run_script(fusion, resolve, user)
+    yield {"root": root, "env": env, "resolve": resolve, "user": user,
+           "folder": root / "data" / "realscale" / "engine",
+           "config": Path(env["REALSCALE_WORKER_CONFIG"])}
+
+
+def test_first_use_sets_up_the_engine_then_upscales(first_use: dict[str, Any]) -> None:
+    user: SetupUser = first_use["user"]
+    offered = user.offered
+    assert "The realscale worker is not set up" in offered["Intro"], offered
+    assert re.search(r"realscale \d+\.\d+\.\d+ \(the version this script came with\)",
+                     offered["Intro"]), offered
+    assert offered["Python"].startswith("Python 3.") and sys.base_prefix in offered["Python"]
+    assert user.backends == ["CPU (ONNX Runtime) (recommended)"]  # no NVIDIA GPU here
+    assert offered["Size"].startswith("about 610 MB"), offered
+    assert offered["Folder"] == str(first_use["folder"]) and offered["Problem"] == ""
+    phases = [text.split(":")[0].split(" (")[0] for text in user.progress]
+    for phase in ("Making the environment", "Downloading", "Checking the engine"):
+        assert phase in phases, user.progress
+    assert any(re.search(r"\(\d+%\)$", text) for text in user.progress), user.progress
+
+    folder: Path = first_use["folder"]
+    [env] = envs(folder)
+    config = json.loads(first_use["config"].read_text())
+    assert config["python"] == str(folder / env / "bin" / "python")
+    record = json.loads((folder / "engine.json").read_text())
+    assert (record["env"], record["backend"], record["extras"]) == (env, "cpu", ["video"])
+    check_upscaled(first_use["resolve"], user.then)
+
+
+def test_cancel_during_pip_leaves_no_environment_and_no_config(
+        fusion: Path, small_sample: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in world(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    resolve = scene(small_sample, source_start=5, length=3)[0]
+    user = SetupUser(None, cancel_at="Downloading")  # no upscale dialog may follow
+    run_script(fusion, resolve, user)
+    assert user.cancelled_during.startswith("Downloading"), user.progress
+    assert user.ended["Progress"] == "Cancelled: nothing was installed and nothing changed."
+    assert not (tmp_path / "config").exists()
+    assert not (tmp_path / "data" / "realscale" / "engine").exists()
+    [log] = (tmp_path / "data" / "realscale" / "logs").glob("engine-install-*.log")
+    assert "pip" in log.read_text()
+    assert resolve.timeline.GetTrackCount("video") == 2
+
+
+def test_no_python_found_says_what_to_do_and_changes_nothing(
+        fusion: Path, small_sample: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forced failure: the Python search looks in an empty folder only."""
+    (tmp_path / "empty").mkdir()
+    for key, value in world(tmp_path, REALSCALE_SETUP_SEARCH=str(tmp_path / "empty")).items():
+        monkeypatch.setenv(key, value)
+    resolve = scene(small_sample, source_start=5, length=3)[0]
+    user = SetupUser(None)
+    run_script(fusion, resolve, user)
+    assert user.install_enabled is False
+    assert user.offered["Problem"].startswith(
+        "No Python 3.10 or newer was found on this computer; install Python 3.12"), user.offered
+    assert user.offered["Python"] == "none found"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no data, no config
+
+
+def test_a_failed_install_names_its_log_and_changes_nothing(
+        fusion: Path, small_sample: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forced failure in pip itself: no package index and no wheel folder."""
+    (tmp_path / "no-wheels").mkdir()
+    for key, value in world(tmp_path, PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX="1",
+                            PIP_FIND_LINKS=str(tmp_path / "no-wheels")).items():
+        monkeypatch.setenv(key, value)
+    resolve = scene(small_sample, source_start=5, length=3)[0]
+    user = SetupUser(None)
+    run_script(fusion, resolve, user)
+    problem = user.ended["Problem"]
+    match = re.fullmatch(r"The package (\S+) is not available for this Python and system; .*"
+                         r"The full log is in (\S+\.log)\.", problem)
+    assert match, problem
+    assert "No matching distribution found" in Path(match[2]).read_text()
+    assert Path(match[2]).parent == tmp_path / "data" / "realscale" / "logs"
+    assert not (tmp_path / "config").exists()
+    assert not (tmp_path / "data" / "realscale" / "engine").exists()
+
+
+OTHER_PROTOCOL = 2
+
+
+def test_an_engine_of_another_protocol_is_offered_the_update(
+        first_use: dict[str, Any], fusion: Path, small_sample: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine the first use set up is made to speak another protocol: the script offers
+    "Update the engine" (pressed), the update installs the plug-in's version beside it with
+    the same backend and extras, switches the config, removes the old environment, and the
+    upscale dialog then works through the new engine."""
+    for key, value in first_use["env"].items():
+        monkeypatch.setenv(key, value)
+    folder: Path = first_use["folder"]
+    [old] = envs(folder)
+    patched = []
+    for path in (folder / old).glob("lib/python3*/site-packages/realscale/**/*.py"):
+        text = path.read_text()
+        changed = re.sub(r"(?m)^PROTOCOL_VERSION = 1$", f"PROTOCOL_VERSION = {OTHER_PROTOCOL}",
+                         text)
+        if changed != text:
+            path.write_text(changed)
+            for cached in path.parent.glob(f"__pycache__/{path.stem}.*.pyc"):
+                cached.unlink()
+            patched.append(path)
+    assert patched, "no PROTOCOL_VERSION = 1 in the installed engine"
+
+    resolve = scene(small_sample, source_start=5, length=3)[0]
+    user = SetupUser(upscale_user(first_use["root"] / "out-after-update"))
+    run_script(fusion, resolve, user)
+    offered = user.offered
+    assert offered["Install"] == "Update the engine", offered
+    assert f"speaks protocol {OTHER_PROTOCOL} and this plug-in speaks 1" in offered["Intro"]
+    assert str(folder) in offered["Intro"] and offered["Folder"] == str(folder)
+    assert any(text.startswith("Downloading") for text in user.progress), user.progress
+    [new] = envs(folder)
+    assert new != old
+    config = json.loads(first_use["config"].read_text())
+    assert config["python"] == str(folder / new / "bin" / "python")
+    record = json.loads((folder / "engine.json").read_text())
+    assert (record["env"], record["backend"], record["extras"]) == (new, "cpu", ["video"])
+    check_upscaled(resolve, user.then)
+
+
+def test_the_script_and_its_setup_library_load_without_numpy_or_torch(fusion: Path) -> None:
+    """Resolve's Python gets no numpy or torch from the script and realscale_setup (run here
+    by a Python like Resolve's, isolated, with no realscale)."""
+    code = ("import runpy, sys; g = runpy.run_path(sys.argv[1], run_name='realscale_resolve');"
+            " s = g['setup_module'](); assert s is not None; s.detect();"
+            " print(sorted(m for m in sys.modules if m.split('.')[0] in"
+            " ('numpy', 'torch', 'realscale')))")
+    done = subprocess.run(["/usr/bin/python3", "-I", "-c", code, str(fusion / SCRIPT)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
