@@ -59,6 +59,7 @@ __all__ = [
     "find_pythons",
     "install",
     "nvidia_gpu",
+    "outdated",
     "remove",
     "update",
 ]
@@ -715,13 +716,16 @@ def _prune_logs(folder: str) -> None:
 def install(plan: Plan, backend: Backend | str | None = None, *, folder: str | None = None,
             python: PythonFound | None = None, config: str | None = None,
             on_progress: Callable[[Progress], None] | None = None,
-            logs: str | None = None) -> SetupJob:
+            logs: str | None = None, extras: Iterable[str] = ()) -> SetupJob:
     """A job that installs the plug-in's realscale into ``folder`` (default: the plan's) with
-    ``backend`` (default: the recommended one), then points the worker config at it."""
+    ``backend`` (default: the recommended one), then points the worker config at it.
+    ``extras``: realscale extras the host needs besides the backend's (Resolve: "video",
+    for ffmpeg and OpenCV); an update installs them again."""
     if isinstance(backend, Backend):
         chosen = backend
     else:
         chosen = next((b for b in plan.backends if b.name == backend), plan.backend)
+    chosen = replace(chosen, extras=tuple(dict.fromkeys((*chosen.extras, *extras))))
     target = os.path.abspath(folder or plan.folder)
     return SetupJob(lambda job: _install(job, plan, chosen, target, python or plan.python,
                                          config), "install", on_progress, logs)
@@ -745,6 +749,9 @@ def update(config: str | None = None, *, wheel: str | None = None,
         plan = detect(info.folder, wheel=wheel, search=search, python=earlier)
         backend = next((b for b in plan.backends if b.name == record.get("backend")),
                        BACKENDS.get(str(record.get("backend")), plan.backend))
+        extras = record.get("extras")
+        if isinstance(extras, list) and all(isinstance(e, str) for e in extras):
+            backend = replace(backend, extras=tuple(extras))  # what the host asked for too
         return _install(job, plan, backend, info.folder, plan.python, config)
 
     return SetupJob(work, "update", on_progress, logs)
@@ -801,6 +808,7 @@ def _build(job: SetupJob, plan: Plan, backend: Backend, folder: str, python: Pyt
         previous = _read_record(folder)
         _write_json(os.path.join(folder, RECORD), {
             "version": 1, "env": os.path.basename(env), "backend": backend.name,
+            "extras": list(backend.extras),
             "realscale": version, "base_python": python.path,
             "installed": datetime.datetime.now().isoformat(timespec="seconds")}, private=False)
         try:
@@ -1173,6 +1181,26 @@ def engine_info(config: str | None = None, *, ask: bool = True,
     if newer and info.managed:
         message += f" An update to {plugin_version} is offered."
     return replace(info, device=device, update_offered=newer and info.managed, message=message)
+
+
+def outdated(config: str | None = None) -> EngineInfo | None:
+    """The engine the plug-in set up, when it speaks another protocol than this plug-in, so
+    the host offers "Update the engine" (``message`` says why) instead of failing; None for an
+    engine of this protocol, for none, and for one the user installed by hand (which the
+    plug-in must not replace). Runs the engine's Python once (about a second), never its
+    worker: a host may ask before every use."""
+    info = engine_info(config, ask=False)
+    if not info.managed or info.python is None or not os.path.isfile(info.python):
+        return None
+    try:
+        facts = json.loads(_quiet([info.python, "-c", _ENGINE_PROBE], timeout=60).strip()
+                           or "null")
+    except ValueError:
+        facts = None
+    if not isinstance(facts, dict) or facts.get("protocol") in (None, _client.PROTOCOL_VERSION):
+        return None
+    full = engine_info(config)  # the sentence, from the same facts
+    return full if full.update_offered else None
 
 
 def _ask_device(config: str, facts: dict[str, Any]) -> str:
