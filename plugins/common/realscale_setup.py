@@ -36,6 +36,8 @@ from typing import Any
 if __package__:  # Krita: the plug-in is a package; GIMP, Resolve and tests: a folder on sys.path
     from . import realscale_client as _client
 else:
+    if __name__ == "__main__":  # run as a script, even isolated (-I): the client is beside it
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import realscale_client as _client  # type: ignore[no-redef]
 
 _wire: Any = getattr(_client, "wire", _client)
@@ -1304,3 +1306,71 @@ def _write_json(path: str, data: dict[str, Any], *, private: bool) -> None:
             os.unlink(temp)
         raise
 
+
+
+# ---------------------------------------------------------------------------------------
+# Run as a script: the set-up without a host's dialog
+# ---------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python realscale_setup.py install [--folder F] [--backend B] [--extras video]``
+    (also ``update``, ``remove``, ``info``): the same set-up, from a terminal, for a host
+    whose scripts cannot run it (Resolve's free edition runs only Lua). Progress lines go to
+    standard output; Ctrl-C cancels and removes the unfinished environment."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="realscale_setup.py", description="Set up realscale's engine from the wheel "
+        "beside this file (as the plug-ins do), or update, remove or describe it.")
+    parser.add_argument("action", choices=("install", "update", "remove", "info"))
+    parser.add_argument("--folder", help="where the engine goes (default: %(default)s)",
+                        default=default_folder())
+    parser.add_argument("--backend", choices=sorted(BACKENDS),
+                        help="default: the one recommended for this machine")
+    parser.add_argument("--extras", default="", help="realscale extras besides the "
+                        "backend's, comma-separated (Resolve: video)")
+    args = parser.parse_args(argv)
+    if args.action == "info":
+        print(engine_info().message)
+        return 0
+    if args.action == "install":
+        plan = detect(args.folder)
+        if plan.problem:
+            print(plan.problem, file=sys.stderr)
+            return 1
+        names = [b.name for b in plan.backends]
+        if args.backend is not None and args.backend not in names:
+            print(f"The {args.backend} backend is not offered on this machine; choose one of "
+                  f"{', '.join(names)}.", file=sys.stderr)
+            return 1
+        chosen = plan.backends[names.index(args.backend)] if args.backend else plan.backend
+        python = plan.python.label if plan.python else "a Python that uv fetches"
+        print(f"Setting up realscale {plan.version} in {os.path.abspath(args.folder)}: "
+              f"{chosen.label}, {chosen.size_text}, with {python}.", flush=True)
+        extras = [e.strip() for e in args.extras.split(",") if e.strip()]
+        job = install(plan, chosen, folder=args.folder, extras=extras)
+    else:
+        job = update() if args.action == "update" else remove()
+    job.start()
+    shown = ""
+    try:
+        while not job.done:
+            progress = job.progress()
+            line = progress.label + (f": {progress.message}" if progress.message else "")
+            if line != shown:
+                print(line, flush=True)
+                shown = line
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        print("Cancelling...", flush=True)
+        job.cancel()
+    result = job.wait()
+    if result is None:
+        return 1
+    print(result.message, file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 130 if result.cancelled else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

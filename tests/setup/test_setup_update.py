@@ -56,6 +56,7 @@ def test_update_from_an_older_engine_then_remove(rs: ModuleType, user: Path,
     info = rs.engine_info()
     assert info.managed and info.version == OLD and info.update_offered
     assert info.message.endswith(f"An update to {current} is offered.")
+    assert rs.outdated() is None  # older, but of this protocol: usable, nothing forced
 
     _speak_protocol(old_env, 2)
     info = rs.engine_info()
@@ -63,6 +64,8 @@ def test_update_from_an_older_engine_then_remove(rs: ModuleType, user: Path,
     assert info.message == (
         f"The engine (realscale {OLD} in {folder}) speaks protocol 2 and this plug-in speaks "
         f"{rs._client.PROTOCOL_VERSION}: update it to realscale {current}.")
+    offered = rs.outdated()  # what a host asks before each use (Resolve's script does)
+    assert offered is not None and offered.message == info.message
     client = rs._client.WorkerClient(config=str(config))
     with pytest.raises(rs._client.WorkerError):
         client.status()  # why the update is offered: this plug-in cannot use that engine
@@ -77,7 +80,9 @@ def test_update_from_an_older_engine_then_remove(rs: ModuleType, user: Path,
     (new_env,) = folder.glob("env-*")
     assert new_env.name.startswith(f"env-{current}-")
     assert json.loads(config.read_text())["python"] == str(new_env / "bin" / "python")
-    assert json.loads((folder / "engine.json").read_text())["backend"] == "cpu"
+    record = json.loads((folder / "engine.json").read_text())
+    assert (record["backend"], record["extras"]) == ("cpu", [])
+    assert rs.outdated() is None
     info = rs.engine_info()
     assert (info.version, info.protocol, info.update_offered) == (
         current, rs._client.PROTOCOL_VERSION, False)
@@ -99,6 +104,7 @@ def test_remove_leaves_an_engine_installed_by_hand(rs: ModuleType, user: Path) -
     config.write_text(text)
     info = rs.engine_info(ask=False)
     assert not info.managed and info.python == sys.executable
+    assert rs.outdated() is None  # never replaced: the user installed it
     result = rs.remove().run()
     assert not result.ok and sys.executable in result.message
     assert config.read_text() == text

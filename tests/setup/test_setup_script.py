@@ -1,0 +1,45 @@
+"""realscale_setup.py run as a script (the terminal route of hosts whose scripts cannot run
+the set-up: Resolve's free edition), by a host-like Python: what it says when it cannot
+start. A real install through it is tested with the Lua script in
+tests/hosts/resolve/test_resolve_setup.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from setup_support import HOST_PYTHON
+
+
+def _run(plugin_dir: Path, tmp_path: Path, *args: str, search: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data"),
+               REALSCALE_WORKER_CONFIG=str(tmp_path / "config" / "worker.json"),
+               REALSCALE_SETUP_SEARCH=search)
+    return subprocess.run([HOST_PYTHON, "-I", str(plugin_dir / "realscale_setup.py"), *args],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_no_python_is_one_sentence_and_changes_nothing(plugin_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    done = _run(plugin_dir, tmp_path, "install", "--extras", "video",
+                search=str(tmp_path / "empty"))
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("No Python 3.10 or newer was found on this computer;")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_a_backend_this_machine_lacks_is_refused(plugin_dir: Path, tmp_path: Path) -> None:
+    import sys
+
+    done = _run(plugin_dir, tmp_path, "install", "--backend", "directml",
+                search=str(Path(sys.base_prefix) / "bin"))
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.startswith("The directml backend is not offered on this machine; "
+                                  "choose one of cpu"), done.stderr
+    assert not (tmp_path / "config").exists() and not (tmp_path / "data").exists()
+
+
+def test_info_without_an_engine(plugin_dir: Path, tmp_path: Path) -> None:
+    done = _run(plugin_dir, tmp_path, "info", search="")
+    assert done.returncode == 0 and done.stdout.startswith("No engine is set up"), done
