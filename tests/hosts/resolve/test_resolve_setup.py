@@ -15,6 +15,7 @@ import json
 import os
 import re
 import runpy
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -233,3 +234,48 @@ def test_the_script_and_its_setup_library_load_without_numpy_or_torch(fusion: Pa
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_free_edition_names_the_command_that_sets_it_up(
+        fusion: Path, small_sample: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Lua script (Resolve's free edition runs only Lua) cannot show the set-up: it names
+    the one terminal command instead. That very command, run in a shell, sets the engine up
+    from the zip's wheel (with the video extra), and then the Lua script upscales."""
+    from resolve_lua import run_lua_script
+
+    home = tmp_path / "home"
+    installed = home / ".local/share/DaVinciResolve/Fusion"
+    installed.parent.mkdir(parents=True)
+    shutil.copytree(fusion, installed)
+    env = world(tmp_path, HOME=str(home))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    lua = installed / "Scripts/Edit/Upscale clip with Real-ESRGAN (Lua).lua"
+    resolve = scene(small_sample, source_start=5, length=3)[0]
+    user = User({"Folder": str(tmp_path / "out")})
+    run_lua_script(resolve, user, script=lua)
+    setup = installed / MODULES / "realscale_setup.py"
+    command = f'python3 "{setup}" install --extras video'
+    assert user.result == (
+        f"Error: realscale's engine is not set up ({env['REALSCALE_WORKER_CONFIG']} is missing). "
+        f"Resolve's free edition cannot set it up from a script: in a terminal run {command} "
+        "(Python 3.10 or newer), then run this script again (in Resolve Studio the Python "
+        "script in this menu sets it up by itself)."), user.statuses
+
+    shell = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    done = subprocess.run(command, shell=True, env=shell, capture_output=True, text=True,
+                          timeout=INSTALL_TIMEOUT, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("Setting up realscale ") and "CPU (ONNX Runtime)" in lines[0]
+    assert any(line.startswith("Downloading") for line in lines), lines
+    folder = tmp_path / "data" / "realscale" / "engine"
+    assert lines[-1].startswith("realscale ") and f"is set up in {folder}" in lines[-1]
+    record = json.loads((folder / "engine.json").read_text())
+    assert record["extras"] == ["video"]
+
+    resolve = scene(small_sample, source_start=5, length=3)[0]
+    user = upscale_user(tmp_path / "out")
+    run_lua_script(resolve, user, script=lua, timeout=INSTALL_TIMEOUT)
+    check_upscaled(resolve, user)
