@@ -140,7 +140,8 @@ def choose(device: str = "auto", precision: str = "auto", *, cpu_bf16: bool = Tr
         else:
             device = "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        msg = "CUDA was requested but this PyTorch has no usable NVIDIA GPU; choose the CPU as device"
+        msg = ("CUDA was requested but this PyTorch has no usable NVIDIA GPU; choose the CPU as "
+               "device")
         raise DeviceError(msg)
     if device == "mps" and not _mps_available():
         msg = "Apple MPS was requested but is not available here; choose the CPU as device"

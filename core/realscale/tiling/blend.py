@@ -153,7 +153,8 @@ class _Runner:
             self.tile = max(self.tile // 2, MIN_TILE)
             self.halvings += 1
         if self.tile + overhead > self.limit or side <= MIN_TILE:
-            msg = "not even the smallest tile fits into the device's memory; choose the CPU as device"
+            msg = ("not even the smallest tile fits into the device's memory; choose the CPU as "
+                   "device")
             raise OutOfMemoryError(msg)
         # Split this region as a small image of its own: its edges are the tile's edges,
         # exactly what the network would have seen had the region fitted.
