@@ -608,40 +608,41 @@ local function save_remembered(values)
   end
 end
 
--- The one terminal command that sets the engine up (plugins/common/realscale_setup.py, which
--- the zip puts in Fusion/Modules/realscale beside realscale's wheel): Lua cannot start it with
--- a progress dialog the way the Studio script does, so the free edition says what to type.
-local function setup_command()
-  local kind = platform()
-  local script
-  if kind == "windows" then
-    local base = os.getenv("APPDATA")
-    if not base or base == "" then
-      base = (os.getenv("USERPROFILE") or "") .. "\\AppData\\Roaming"
-    end
-    script = base .. "\\Blackmagic Design\\DaVinci Resolve\\Support\\Fusion\\Modules"
-             .. "\\realscale\\realscale_setup.py"
-    return 'py -3 "' .. script .. '" install --extras video'
-  elseif kind == "macos" then
-    script = (os.getenv("HOME") or "~") .. "/Library/Application Support/Blackmagic Design"
-             .. "/DaVinci Resolve/Fusion/Modules/realscale/realscale_setup.py"
-  else
-    script = (os.getenv("HOME") or "~")
-             .. "/.local/share/DaVinciResolve/Fusion/Modules/realscale/realscale_setup.py"
-  end
-  return 'python3 "' .. script .. '" install --extras video'
-end
-
 -- (python, pythonpath) of realscale's environment.
 local function core_python()
+  -- The one terminal command that sets the engine up (plugins/common/realscale_setup.py, which
+  -- the zip puts in Fusion/Modules/realscale beside realscale's wheel): Lua cannot start it with
+  -- a progress dialog the way the Studio script does, so the free edition says what to type.
+  local function setup_command()
+    local kind = platform()
+    local script
+    if kind == "windows" then
+      local base = os.getenv("APPDATA")
+      if not base or base == "" then
+        base = (os.getenv("USERPROFILE") or "") .. "\\AppData\\Roaming"
+      end
+      script = base .. "\\Blackmagic Design\\DaVinci Resolve\\Support\\Fusion\\Modules"
+               .. "\\realscale\\realscale_setup.py"
+      return 'py -3 "' .. script .. '" install --extras video'
+    elseif kind == "macos" then
+      script = (os.getenv("HOME") or "~") .. "/Library/Application Support/Blackmagic Design"
+               .. "/DaVinci Resolve/Fusion/Modules/realscale/realscale_setup.py"
+    else
+      script = (os.getenv("HOME") or "~")
+               .. "/.local/share/DaVinciResolve/Fusion/Modules/realscale/realscale_setup.py"
+    end
+    return 'python3 "' .. script .. '" install --extras video'
+  end
   local path = config_path()
   local fix = "run `realscale install resolve` in a terminal, then run this script again"
-  local set_up = "Resolve's free edition cannot set it up from a script: in a terminal run "
-                 .. setup_command() .. " (Python 3.10 or newer), then run this script again "
-                 .. "(in Resolve Studio the Python script in this menu sets it up by itself)"
+  local function set_up()
+    return "Resolve's free edition cannot set it up from a script: in a terminal run "
+           .. setup_command() .. " (Python 3.10 or newer), then run this script again "
+           .. "(in Resolve Studio the Python script in this menu sets it up by itself)"
+  end
   local text = read_file(path)
   if not text then
-    fail("realscale's engine is not set up (" .. path .. " is missing). " .. set_up)
+    fail("realscale's engine is not set up (" .. path .. " is missing). " .. set_up())
   end
   local config = json_decode(text)
   if type(config) ~= "table" then
@@ -656,7 +657,7 @@ local function core_python()
          .. "`realscale install resolve`")
   end
   if not exists(python) then
-    fail("realscale's Python " .. python .. " does not exist any more. " .. set_up)
+    fail("realscale's Python " .. python .. " does not exist any more. " .. set_up())
   end
   local pythonpath = {}
   for _, entry in ipairs(type(config.pythonpath) == "table" and config.pythonpath or {}) do

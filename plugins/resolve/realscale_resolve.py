@@ -1577,10 +1577,20 @@ def prepare_engine(ui: Any, dispatcher: Any) -> bool:
     except ScriptError as exc:
         missing = str(exc)
     setup = setup_module()
+    reason = missing.split(": run `realscale install")[0].split("; run `realscale install")[0]
     if setup is None:
-        return True
+        found = [os.path.join(folder, "realscale_setup.py") for folder in setup_candidates()
+                 if os.path.isfile(os.path.join(folder, "realscale_setup.py"))]
+        if not missing or not found:
+            return True  # the dialog says what is wrong, as before
+        version = ".".join(str(part) for part in sys.version_info[:2])
+        show_message(ui, dispatcher, (
+            f"{reason.rstrip('.')}. Setting it up from here needs Python 3.10 or newer, and "
+            f"Resolve runs this script with Python {version}: in a terminal run "
+            f"python3 \"{found[0]}\" install --extras video (Windows: py -3 instead of "
+            "python3), then run this script again."))
+        return False
     if missing:
-        reason = missing.split(": run `realscale install")[0].split("; run `realscale install")[0]
         return SetupDialog(ui, dispatcher, setup, reason=reason).run()
     info = setup.outdated()
     if info is None:

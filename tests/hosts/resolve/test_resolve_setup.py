@@ -279,3 +279,45 @@ def test_the_free_edition_names_the_command_that_sets_it_up(
     user = upscale_user(tmp_path / "out")
     run_lua_script(resolve, user, script=lua, timeout=INSTALL_TIMEOUT)
     check_upscaled(resolve, user)
+
+
+OLD_PYTHON = Path.home() / ".pyenv/versions/3.9.18/bin/python3.9"
+"""A Python older than realscale_setup's 3.10, as Resolve Studio may run scripts with."""
+
+
+def test_studio_on_an_older_python_names_the_command(fusion: Path, tmp_path: Path) -> None:
+    """Resolve Studio running its scripts with Python 3.9: realscale_setup cannot run there,
+    so the script names the terminal command (as the Lua script does) and opens nothing
+    else. Run by that very Python, with the fake Resolve, in a process of its own."""
+    if not OLD_PYTHON.is_file():
+        pytest.fail(f"{OLD_PYTHON} is missing: install Python 3.9 with pyenv for this test")
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "import json, runpy, sys\n"
+        f"sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
+        "from fakes.resolve import FakeBmd, FakeResolve\n"
+        "seen = []\n"
+        "def user(window, dispatcher):\n"
+        "    if window.id == 'RealscaleMessage':\n"
+        "        seen.append(window.widgets['Message'].Text)\n"
+        "        window.click('OK')\n"
+        "    else:\n"
+        "        seen.append('window ' + window.id)\n"
+        "        dispatcher.ExitLoop()\n"
+        "resolve = FakeResolve()\n"
+        "runpy.run_path(sys.argv[1], init_globals={'resolve': resolve, 'fusion': "
+        "resolve.Fusion(), 'bmd': FakeBmd(user, timeout=60)}, run_name='__main__')\n"
+        "print(json.dumps(seen))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(world(tmp_path))
+    done = subprocess.run([str(OLD_PYTHON), "-I", str(driver), str(fusion / SCRIPT)], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    [message] = json.loads(done.stdout.splitlines()[-1])
+    setup = fusion / MODULES / "realscale_setup.py"
+    assert message == (
+        f"The realscale worker is not set up (no {tmp_path / 'config' / 'worker.json'}). "
+        "Setting it up from here needs Python 3.10 or newer, and Resolve runs this script with "
+        f'Python 3.9: in a terminal run python3 "{setup}" install --extras video (Windows: '
+        "py -3 instead of python3), then run this script again."), message
+    assert not (tmp_path / "config").exists() and not (tmp_path / "data").exists()
