@@ -775,7 +775,11 @@ def _install(job: SetupJob, plan: Plan, backend: Backend, folder: str,
     job.note(f"Python: {python.label} (from {python.source}); backend: {backend.name}; "
              f"folder: {folder}")
     _check_space(folder, backend)
-    created_folder = not os.path.exists(folder)
+    created = []  # the folder and each parent it lacks, deepest first: removed if left empty
+    missing = folder
+    while not os.path.exists(missing) and os.path.dirname(missing) != missing:
+        created.append(missing)
+        missing = os.path.dirname(missing)
     job.phase("environment", folder)
     try:
         os.makedirs(folder, exist_ok=True)
@@ -786,9 +790,11 @@ def _install(job: SetupJob, plan: Plan, backend: Backend, folder: str,
         with _folder_lock(folder):
             return _build(job, plan, backend, folder, python, config)
     finally:
-        if created_folder:
-            with contextlib.suppress(OSError):
-                os.rmdir(folder)  # only when nothing was installed
+        for made in created:
+            try:
+                os.rmdir(made)  # only when nothing was installed
+            except OSError:
+                break
 
 
 def _build(job: SetupJob, plan: Plan, backend: Backend, folder: str, python: PythonFound,

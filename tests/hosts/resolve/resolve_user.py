@@ -233,8 +233,11 @@ class SetupUser:
     ended. Any other window goes to ``then`` (the upscale dialog's User)."""
 
     def __init__(self, then: User | None = None, *, press: bool = True,
-                 cancel_at: str | None = None, folder: str | None = None) -> None:
+                 cancel_at: str | None = None, folder: str | None = None,
+                 close: bool = False) -> None:
         self.then = then
+        self.close = close
+        """With ``cancel_at``: close the window (its title bar's X) instead of Cancel."""
         self.press = press
         self.cancel_at = cancel_at
         self.folder = folder
@@ -274,8 +277,11 @@ class SetupUser:
             return
         if self.cancel_at and self.cancel_at in text and items["Cancel"].Text == "Cancel":
             self.cancelled_during = text
-            window.click("Cancel")
             self.cancel_at = None
+            if self.close:
+                window.close()  # the script cancels, waits for the clean-up, and ends
+            else:
+                window.click("Cancel")
         elif items["Cancel"].Text == "Close":
             self.ended = {key: shown(widget) for key, widget in items.items()}
             window.click("Cancel")

@@ -125,17 +125,25 @@ def test_first_use_sets_up_the_engine_then_upscales(first_use: dict[str, Any]) -
     check_upscaled(first_use["resolve"], user.then)
 
 
+@pytest.mark.parametrize("how", ["Cancel", "closing the window"])
 def test_cancel_during_pip_leaves_no_environment_and_no_config(
-        fusion: Path, small_sample: Path, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        fusion: Path, small_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        how: str) -> None:
+    """Into a folder the user typed (the offer's folder is changeable): cancelled while pip
+    runs, by Cancel or by closing the window, nothing is left and nothing is configured."""
     for key, value in world(tmp_path).items():
         monkeypatch.setenv(key, value)
     resolve = scene(small_sample, source_start=5, length=3)[0]
-    user = SetupUser(None, cancel_at="Downloading")  # no upscale dialog may follow
+    chosen = tmp_path / "my engines" / "realscale"
+    user = SetupUser(None, cancel_at="Downloading", folder=str(chosen),
+                     close=how != "Cancel")  # no upscale dialog may follow
     run_script(fusion, resolve, user)
     assert user.cancelled_during.startswith("Downloading"), user.progress
-    assert user.ended["Progress"] == "Cancelled: nothing was installed and nothing changed."
+    if how == "Cancel":
+        assert user.ended["Progress"] == ("Cancelled: nothing was installed and nothing "
+                                          "changed."), user.ended
     assert not (tmp_path / "config").exists()
+    assert not (tmp_path / "my engines").exists(), "a folder the set-up made is left"
     assert not (tmp_path / "data" / "realscale" / "engine").exists()
     [log] = (tmp_path / "data" / "realscale" / "logs").glob("engine-install-*.log")
     assert "pip" in log.read_text()
