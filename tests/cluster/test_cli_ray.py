@@ -94,8 +94,15 @@ def test_ctrl_c_stops_the_workers_and_leaves_only_whole_files(cluster, tmp_path)
     for line in command.stderr:
         if " -> " in line:
             break
-    cluster.wait_for_workers(2)
-    command.send_signal(signal.SIGINT)
+    # Ctrl-C with the batch under way: the command is held still (SIGSTOP) from its first
+    # file until both workers are there and the signal is sent, so on a loaded machine the
+    # batch cannot run to its end in between.
+    command.send_signal(signal.SIGSTOP)
+    try:
+        cluster.wait_for_workers(2)
+        command.send_signal(signal.SIGINT)
+    finally:
+        command.send_signal(signal.SIGCONT)
     rest = command.stderr.read()
     assert command.wait(60) == 130, rest
     assert "realscale: interrupted" in rest and "Traceback" not in rest
