@@ -175,10 +175,12 @@ def devices() -> list:
         return client().devices()
 
 
-def measure(model: str, device: str, precision: str) -> dict:
-    """The worker's speed for these choices: input pixels per second on a small tile."""
-    with _ClientLock(lambda: False):
-        return client().measure(model, device=device, precision=precision)
+def measure(model: str, device: str, precision: str, cancel=None) -> dict:
+    """The worker's speed for these choices: input pixels per second on a small tile.
+    ``cancel`` (polled) ends it early: the dialog no longer wants it."""
+    stopped = cancel if cancel is not None else (lambda: False)
+    with _ClientLock(stopped):
+        return client().measure(model, device=device, precision=precision, cancel=stopped)
 
 
 def source_info(document=None):

@@ -75,8 +75,9 @@ class UpscaleDialog(QDialog):
     ``load_models`` and ``load_devices`` (optional) return the worker's model and device
     lists; they run on a thread so the dialog opens at once, and the lists fill in when they
     arrive (``models_ready`` is then True; ``models_error`` holds the message when it failed).
-    ``measure(model, device, precision)`` returns the worker's measured rate; ``rates`` are
-    the remembered ones (``settings.rate_key`` -> input pixels per second).
+    ``measure(model, device, precision, cancel=...)`` returns the worker's measured rate
+    (it polls ``cancel`` and ends early once that is true); ``rates`` are the remembered
+    ones (``settings.rate_key`` -> input pixels per second).
     """
 
     def __init__(self, settings: Settings, load_models=None, parent=None, *,
@@ -192,7 +193,7 @@ class UpscaleDialog(QDialog):
         self._poll.setInterval(100)
         self._poll.timeout.connect(self._check_tasks)
         if load_models is not None:
-            self._loader = _Task(lambda: _load_lists(load_models, load_devices))
+            self._loader = _Task(lambda _halted: _load_lists(load_models, load_devices))
             self._loader.start()
         else:
             self.models_ready = True
@@ -236,7 +237,9 @@ class UpscaleDialog(QDialog):
         if self._measuring is not None and not self._measuring[1].is_alive():
             key, task = self._measuring
             self._measuring = None
-            if task.error is not None or not isinstance(task.result, dict):
+            if task.halt.is_set():
+                pass  # given up for other choices: measured again if chosen again
+            elif task.error is not None or not isinstance(task.result, dict):
                 self._measure_failed.add(key)
             else:
                 self._store_measure(key, task.result)
@@ -412,15 +415,24 @@ class UpscaleDialog(QDialog):
             self.measured.setdefault((key[0], key[1], resolved), reply)
 
     def _start_measure(self, chosen: Settings) -> None:
-        if self._measure is None or not self.models_ready or self._measuring is not None:
+        if self._measure is None or not self.models_ready:
             return
         wanted = [self._key(chosen)]
         fast = self.fast_value()
         if fast:  # the other precision too, for what "fast" gains here
             wanted += [self._key(chosen, "fp32"), self._key(chosen, fast)]
+        if self._measuring is not None:
+            # One at a time; one for settings no longer chosen is given up (the worker
+            # stops it), so the wanted one starts next rather than after a whole
+            # measurement of a large model the user has just moved away from.
+            key, task = self._measuring
+            if key not in wanted:
+                task.halt.set()
+            return
         for key in wanted:
             if key not in self.measured and key not in self._measure_failed:
-                task = _Task(lambda key=key, measure=self._measure: measure(*key))
+                task = _Task(lambda halted, key=key, measure=self._measure:
+                             measure(*key, cancel=halted))
                 self._measuring = (key, task)
                 task.start()
                 return
@@ -462,6 +474,14 @@ class UpscaleDialog(QDialog):
 
     # -- the answer ------------------------------------------------------------------------
 
+    def done(self, result: int) -> None:
+        """Closing ends a measurement still running: the upscale the user asked for would
+        otherwise wait for it at the worker."""
+        self._poll.stop()
+        if self._measuring is not None:
+            self._measuring[1].halt.set()
+        super().done(result)
+
     def settings(self) -> Settings:
         """The settings as the dialog shows them."""
         if self.purpose.currentData() == WEIGHTS_FILE[0]:
@@ -481,17 +501,19 @@ class UpscaleDialog(QDialog):
 
 
 class _Task(threading.Thread):
-    """One call to the worker, off the GUI thread."""
+    """One call to the worker, off the GUI thread. ``call`` gets a predicate that turns true
+    once ``halt`` is set: the call is no longer wanted and should end early."""
 
     def __init__(self, call) -> None:
         super().__init__(name="realscale-dialog", daemon=True)
         self.call = call
+        self.halt = threading.Event()
         self.result = None
         self.error = None
 
     def run(self) -> None:
         try:
-            self.result = self.call()
+            self.result = self.call(self.halt.is_set)
         except Exception as exc:  # noqa: BLE001 - shown in the dialog as a note
             self.error = str(exc) or type(exc).__name__
 

@@ -73,6 +73,8 @@ def dialog_values(dialog):
         "warning": dialog.warning.text() if dialog.warning.isVisible() else "",
         "note": dialog.note.text(),
         "title": dialog.windowTitle(),
+        "measured": sorted(list(key) for key in dialog.measured),
+        "measuring": dialog.measuring,
     }
 
 

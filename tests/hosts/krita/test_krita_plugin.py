@@ -425,6 +425,10 @@ def test_dialog_size_devices_and_precision(main_run) -> None:
     devices = dict(first["devices"])
     assert list(devices)[0] == "auto" and devices["cpu"].startswith("CPU"), devices
     assert first["precision_note"], first
+    assert not first["measuring"], "the measurement did not end within 120 s"
+    # The default model's measurement, started as the dialog opened, was given up when the
+    # user chose another: every measured key is the chosen model's.
+    assert first["measured"] and {key[0] for key in first["measured"]} == {MODEL}, first
     assert re.fullmatch(r"((under a second|about \d+ (s|min)) on this CPU \(measured on a tile "
                         r"just now\))|known after the first run", first["time_line"]), first
 # -- cancel and failures ------------------------------------------------------------------------
