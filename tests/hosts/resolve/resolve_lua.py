@@ -81,6 +81,31 @@ class Binding:
             unpack_returned_tuples=True, register_eval=False, register_builtins=False,
             attribute_handlers=(self._get, self._set))
         self.handles: dict[int, Handle] = {}
+        self.methods: dict[tuple[Handle, str], Method] = {}
+        self._keep_what_lua_is_given()
+
+    def _keep_what_lua_is_given(self) -> None:
+        """Make every Python object that reaches Lua live as long as the runtime.
+
+        lupa (2.0 to 2.8) remembers the userdata it made for each Python object in a weak
+        table filled by ``luaL_ref``, keyed on the Python side by the object's address. When
+        Lua drops such a userdata, one GC cycle clears its slot from the table and a later
+        step runs its ``__gc``, which frees that slot number. An object first pushed in
+        between takes the cleared slot (``luaL_ref`` reuses the table's border), so the
+        ``__gc`` frees the slot of a live object; the next new object takes it, and pushing
+        the live one again hands Lua the new one: the script's ``item.Text = ...`` then lands
+        on a method. How often the script polls its worker, and so where the GC steps fall,
+        varies with CPU load, so the failures came and went. With the table strong, no
+        userdata of lupa's is ever collected, so no slot is ever freed.
+        """
+        keep = self.lua.eval(
+            "function() local refs = debug.getregistry().LUPA_PYTHON_REFERENCES_TABLE "
+            "if type(refs) ~= 'table' then return false end "
+            "setmetatable(refs, nil) return true end")
+        if not keep():
+            msg = ("this lupa keeps its Python references elsewhere: update "
+                   "Binding._keep_what_lua_is_given for it")
+            raise RuntimeError(msg)
 
     # Lua reading and writing fields of Python objects
 
@@ -97,7 +122,11 @@ class Binding:
         if isinstance(value, LuaHandler):
             return value.function
         if callable(value) and not isinstance(value, fake._Handlers):
-            return Method(self, obj, name, value)
+            # one Method per object and name: what reaches Lua is kept (see above)
+            method = self.methods.get((obj, name))
+            if method is None or method.function != value:
+                method = self.methods[obj, name] = Method(self, obj, name, value)
+            return method
         return self.to_lua(value)
 
     def _set(self, obj: object, name: Any, value: Any) -> None:

@@ -302,6 +302,44 @@ def test_the_binding_refuses_dot_calls_on_api_objects() -> None:
         wrong(binding.wrap(resolve))
 
 
+@pytest.mark.parametrize("runtime", ["luajit", "lua51"])
+@pytest.mark.parametrize("dropped", ["a method", "a caught Python error"])
+def test_an_api_object_stays_itself_across_a_garbage_collection(runtime, dropped) -> None:
+    """The binding hands Lua the same object for the same API object whatever the GC did in
+    between. This steps Lua's GC to the point where the script's ``item.Text = ...`` once
+    landed on a method under CPU load: a userdata the script dropped is cleared from lupa's
+    table of Python objects but not finalized yet when an API object first reaches Lua, and
+    the finalizer then ran after it."""
+    binding = Binding(runtime)
+    probe = binding.lua.eval("""function(resolve, dropped)
+      local refs = debug.getregistry().LUPA_PYTHON_REFERENCES_TABLE
+      local get_manager = resolve.GetProjectManager
+      local function drop_one()
+        if dropped == "a method" then return resolve.GetProjectManager end
+        local _, err = pcall(get_manager)  -- a dot call: the binding's TypeError
+        return err
+      end
+      collectgarbage("collect")
+      collectgarbage("setstepmul", 1)
+      local x = drop_one()
+      local slot
+      for key, value in pairs(refs) do if rawequal(value, x) then slot = key end end
+      x = nil
+      local steps = 0
+      repeat collectgarbage("step", 0); steps = steps + 1
+      until refs[slot] == nil or steps > 100000
+      local manager = get_manager(resolve)
+      collectgarbage("collect")
+      local other = drop_one()
+      local again = get_manager(resolve)
+      again.Probe = "set on the project manager"
+      return rawequal(manager, again), other ~= nil
+    end""")
+    resolve = FakeResolve()
+    assert probe(binding.wrap(resolve), dropped) == (True, True)
+    assert resolve.GetProjectManager().Probe == "set on the project manager"
+
+
 def test_the_job_runner_is_clean_python(tmp_path) -> None:
     """The Python the script writes for each job passes the project's lint."""
     text = SCRIPT.read_text(encoding="utf-8")
