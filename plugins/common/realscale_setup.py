@@ -1319,62 +1319,123 @@ def _write_json(path: str, data: dict[str, Any], *, private: bool) -> None:
 # ---------------------------------------------------------------------------------------
 
 
+VIDEO_EXTRA_BYTES = 340 * _MB
+"""What the video extra (ffmpeg and OpenCV) adds on disk, asked for on top of the backend's."""
+
+
+def _plan_json(plan: Plan) -> dict[str, Any]:
+    """What a set-up dialog in another language (the Resolve Lua script) shows."""
+    return {"version": plan.version, "wheel": plan.wheel, "folder": plan.folder,
+            "problem": plan.problem, "uv": plan.uv,
+            "python": plan.python.label if plan.python else None,
+            "backends": [{"name": b.name, "label": b.label, "size_text": b.size_text,
+                          "extras": list(b.extras), "recommended": b.recommended}
+                         for b in plan.backends]}
+
+
+def _emit(line: dict[str, Any], lock: threading.Lock) -> None:
+    with lock:
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
+
+
+def _cancel_on_request(job: SetupJob) -> None:
+    """``--progress json``: a line "cancel" on standard input cancels (as `realscale video`
+    reads it; the Resolve Lua script's job runner sends it)."""
+    def read() -> None:
+        for line in sys.stdin:
+            if line.strip() == "cancel":
+                job.cancel()
+                return
+
+    threading.Thread(target=read, name="realscale-setup-cancel", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python realscale_setup.py install [--folder F] [--backend B] [--extras video]``
-    (also ``update``, ``remove``, ``info``): the same set-up, from a terminal, for a host
-    whose scripts cannot run it (Resolve's free edition runs only Lua). Progress lines go to
-    standard output; Ctrl-C cancels and removes the unfinished environment."""
+    (also ``update``, ``remove``, ``info``, ``plan``): the same set-up, from a terminal, for a
+    host whose scripts cannot run it (Resolve's free edition runs only Lua). Progress lines go
+    to standard output; Ctrl-C cancels and removes the unfinished environment. With
+    ``--progress json`` each progress change and the result are JSON lines instead, and a
+    line "cancel" on standard input cancels (a host dialog drives it); ``plan`` prints what
+    ``detect`` found as one JSON line."""
     import argparse
 
     parser = argparse.ArgumentParser(
         prog="realscale_setup.py", description="Set up realscale's engine from the wheel "
         "beside this file (as the plug-ins do), or update, remove or describe it.")
-    parser.add_argument("action", choices=("install", "update", "remove", "info"))
+    parser.add_argument("action", choices=("install", "update", "remove", "info", "plan"))
     parser.add_argument("--folder", help="where the engine goes (default: %(default)s)",
                         default=default_folder())
     parser.add_argument("--backend", choices=sorted(BACKENDS),
                         help="default: the one recommended for this machine")
     parser.add_argument("--extras", default="", help="realscale extras besides the "
                         "backend's, comma-separated (Resolve: video)")
+    parser.add_argument("--progress", choices=("text", "json"), default="text",
+                        help="json: progress and result as JSON lines, cancel by a line "
+                        "\"cancel\" on standard input (for host dialogs)")
     args = parser.parse_args(argv)
+    args.folder = os.path.abspath(os.path.expanduser(args.folder))
+    as_json = args.progress == "json"
+    lock = threading.Lock()
     if args.action == "info":
         print(engine_info().message)
         return 0
+    if args.action == "plan":
+        print(json.dumps(_plan_json(detect(args.folder))), flush=True)
+        return 0
+    extras = [e.strip() for e in args.extras.split(",") if e.strip()]
     if args.action == "install":
         plan = detect(args.folder)
-        if plan.problem:
-            print(plan.problem, file=sys.stderr)
-            return 1
         names = [b.name for b in plan.backends]
-        if args.backend is not None and args.backend not in names:
-            print(f"The {args.backend} backend is not offered on this machine; choose one of "
-                  f"{', '.join(names)}.", file=sys.stderr)
+        problem = plan.problem
+        if not problem and args.backend is not None and args.backend not in names:
+            problem = (f"The {args.backend} backend is not offered on this machine; choose one "
+                       f"of {', '.join(names)}.")
+        if problem:
+            if as_json:
+                _emit({"event": "result", "ok": False, "cancelled": False, "message": problem,
+                       "log": None}, lock)
+            else:
+                print(problem, file=sys.stderr)
             return 1
         chosen = plan.backends[names.index(args.backend)] if args.backend else plan.backend
+        if "video" in extras:
+            chosen = replace(chosen, need_bytes=chosen.need_bytes + VIDEO_EXTRA_BYTES)
         python = plan.python.label if plan.python else "a Python that uv fetches"
-        print(f"Setting up realscale {plan.version} in {os.path.abspath(args.folder)}: "
-              f"{chosen.label}, {chosen.size_text}, with {python}.", flush=True)
-        extras = [e.strip() for e in args.extras.split(",") if e.strip()]
+        if not as_json:
+            print(f"Setting up realscale {plan.version} in {os.path.abspath(args.folder)}: "
+                  f"{chosen.label}, {chosen.size_text}, with {python}.", flush=True)
         job = install(plan, chosen, folder=args.folder, extras=extras)
     else:
         job = update() if args.action == "update" else remove()
+    if as_json:
+        job.on_progress = lambda p: _emit({"event": "progress", "phase": p.phase,
+                                           "label": p.label, "fraction": p.fraction,
+                                           "message": p.message}, lock)
+        _cancel_on_request(job)
     job.start()
     shown = ""
     try:
         while not job.done:
             progress = job.progress()
             line = progress.label + (f": {progress.message}" if progress.message else "")
-            if line != shown:
+            if line != shown and not as_json:
                 print(line, flush=True)
                 shown = line
             time.sleep(0.2)
     except KeyboardInterrupt:
-        print("Cancelling...", flush=True)
+        if not as_json:
+            print("Cancelling...", flush=True)
         job.cancel()
     result = job.wait()
     if result is None:
         return 1
-    print(result.message, file=sys.stdout if result.ok else sys.stderr)
+    if as_json:
+        _emit({"event": "result", "ok": result.ok, "cancelled": result.cancelled,
+               "message": result.message, "log": result.log}, lock)
+    else:
+        print(result.message, file=sys.stdout if result.ok else sys.stderr)
     return 0 if result.ok else 130 if result.cancelled else 1
 
 

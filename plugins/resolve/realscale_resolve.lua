@@ -17,6 +17,10 @@ program (RUNNER below) to the temporary folder and starts it in the background w
 realscale's Python: it runs `realscale video`, copies its JSON progress lines to a file,
 relays a cancel request from a file and writes the exit status last. A UIManager timer polls
 those files, so Resolve stays responsive. Nothing here decodes, upscales or encodes.
+
+With no engine set up, the same runner sets it up first: realscale_setup.py (beside
+realscale's wheel in Fusion/Modules/realscale) runs `install --progress json` with a Python
+the shell finds, behind a set-up window like the Studio script's (prepare_engine below).
 ]]
 
 local TITLE = "Upscale clip with Real-ESRGAN"
@@ -167,7 +171,11 @@ def run(base, log):
             log.write(f"realscale: cannot create the output folder {folder} "
                       f"({exc.strerror}); choose another folder\n")
             return 2
-    command = [sys.executable, "-m", "realscale", "video"] + job["args"]
+    if job.get("script"):  # the engine's set-up: realscale_setup.py --progress json
+        command = [sys.executable, job["script"]] + job["args"]
+    else:
+        command = [sys.executable, "-m", "realscale", "video"] + job["args"]
+    kill_after = job.get("kill_after") or KILL_AFTER
     flags = 0x08000000 if os.name == "nt" else 0  # CREATE_NO_WINDOW
     with open(base + ".events", "w", encoding="utf-8") as events:
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=events, stderr=log,
@@ -181,7 +189,7 @@ def run(base, log):
                     process.stdin.flush()
                 except OSError:
                     process.terminate()
-            elif asked is not None and time.monotonic() - asked > KILL_AFTER:
+            elif asked is not None and time.monotonic() - asked > kill_after:
                 process.kill()
             time.sleep(0.2)
     return process.returncode
@@ -608,31 +616,36 @@ local function save_remembered(values)
   end
 end
 
+-- Resolve's per-user Fusion folder, where the zip puts Scripts/Edit and Modules/realscale.
+local function fusion_folder()
+  local kind = platform()
+  if kind == "windows" then
+    local base = os.getenv("APPDATA")
+    if not base or base == "" then
+      base = (os.getenv("USERPROFILE") or "") .. "\\AppData\\Roaming"
+    end
+    return base .. "\\Blackmagic Design\\DaVinci Resolve\\Support\\Fusion"
+  elseif kind == "macos" then
+    return (os.getenv("HOME") or "~") .. "/Library/Application Support/Blackmagic Design"
+           .. "/DaVinci Resolve/Fusion"
+  end
+  return (os.getenv("HOME") or "~") .. "/.local/share/DaVinciResolve/Fusion"
+end
+
+local function default_setup_script()
+  return join(join(join(fusion_folder(), "Modules"), "realscale"), "realscale_setup.py")
+end
+
+-- The one terminal command that sets the engine up (plugins/common/realscale_setup.py, which
+-- the zip puts in Fusion/Modules/realscale beside realscale's wheel): the fallback where the
+-- set-up dialog cannot start it.
+local function setup_command(script)
+  script = script or default_setup_script()
+  return (WINDOWS and "py -3" or "python3") .. ' "' .. script .. '" install --extras video'
+end
+
 -- (python, pythonpath) of realscale's environment.
 local function core_python()
-  -- The one terminal command that sets the engine up (plugins/common/realscale_setup.py, which
-  -- the zip puts in Fusion/Modules/realscale beside realscale's wheel): Lua cannot start it with
-  -- a progress dialog the way the Studio script does, so the free edition says what to type.
-  local function setup_command()
-    local kind = platform()
-    local script
-    if kind == "windows" then
-      local base = os.getenv("APPDATA")
-      if not base or base == "" then
-        base = (os.getenv("USERPROFILE") or "") .. "\\AppData\\Roaming"
-      end
-      script = base .. "\\Blackmagic Design\\DaVinci Resolve\\Support\\Fusion\\Modules"
-               .. "\\realscale\\realscale_setup.py"
-      return 'py -3 "' .. script .. '" install --extras video'
-    elseif kind == "macos" then
-      script = (os.getenv("HOME") or "~") .. "/Library/Application Support/Blackmagic Design"
-               .. "/DaVinci Resolve/Fusion/Modules/realscale/realscale_setup.py"
-    else
-      script = (os.getenv("HOME") or "~")
-               .. "/.local/share/DaVinciResolve/Fusion/Modules/realscale/realscale_setup.py"
-    end
-    return 'python3 "' .. script .. '" install --extras video'
-  end
   local path = config_path()
   local fix = "run `realscale install resolve` in a terminal, then run this script again"
   local function set_up()
@@ -1760,6 +1773,363 @@ local function show_message(ui, disp, text)
 end
 
 -- ---------------------------------------------------------------------------------------------
+-- First use: setting the engine up from inside Resolve. realscale_setup.py (beside realscale's
+-- wheel in Fusion/Modules/realscale) runs through the job runner, started with a Python this
+-- script finds; realscale_setup finds the Python 3.10+ for the engine itself.
+
+local SETUP_TITLE = "Set up Real-ESRGAN"
+local SETUP_EXTRAS = "video"
+local SETUP_KILL_AFTER = 120  -- seconds a cancelled set-up gets to remove what it made
+local NO_PYTHON = "No Python was found on this computer: install Python 3.10 or newer from "
+  .. "python.org (on Windows tick \"Add python.exe to PATH\"), then run this script again."
+
+-- Why the engine must be set up (no config, or its Python gone), else nil.
+local function engine_missing()
+  local path = config_path()
+  local text = read_file(path)
+  if not text then
+    return "realscale's engine is not set up (" .. path .. " is missing)"
+  end
+  local config = json_decode(text)
+  if type(config) == "table" and type(config.python) == "string" and config.python ~= ""
+      and not exists(config.python) then
+    return "realscale's Python " .. config.python .. " does not exist any more"
+  end
+  return nil
+end
+
+-- realscale_setup.py of the Fusion folder this script lies in, else of Resolve's per-user one.
+local function setup_script()
+  local candidates = {}
+  local source = debug and debug.getinfo and debug.getinfo(1, "S").source or ""
+  if source:sub(1, 1) == "@" and is_absolute(source:sub(2)) then
+    local fusion = dirname(dirname(dirname(source:sub(2))))  -- .../Fusion/Scripts/Edit/x.lua
+    candidates[1] = join(join(join(fusion, "Modules"), "realscale"), "realscale_setup.py")
+  end
+  candidates[#candidates + 1] = default_setup_script()
+  for _, path in ipairs(candidates) do
+    if exists(path) then
+      return path
+    end
+  end
+  return nil
+end
+
+-- The lines a short command prints (it runs to its end: only for quick questions). Through a
+-- file, not io.popen: the Lua 5.1 a runtime is built with may lack popen ("'popen' not
+-- supported"), os.execute is always there.
+local function command_lines(command)
+  local out = join(temp_folder(), "realscale-probe-" .. os.time() .. "-"
+                   .. math.random(100000, 999999) .. ".txt")
+  if WINDOWS then
+    -- cmd.exe /c keeps a line's own quotes only when the whole line is quoted once more
+    os.execute('"' .. command .. " >" .. shell_quote(out) .. ' 2>NUL"')
+  else
+    os.execute(command .. " >" .. shell_quote(out) .. " 2>/dev/null </dev/null")
+  end
+  local text = read_file(out) or ""
+  os.remove(out)
+  local lines = {}
+  for line in text:gmatch("[^\r\n]+") do
+    lines[#lines + 1] = trim(line)
+  end
+  return lines
+end
+
+-- A Python to run realscale_setup.py with: the shell's python3 or python (Windows: the py
+-- launcher's Python 3, then python); nil when there is none.
+local function find_python()
+  if WINDOWS then
+    for _, launcher in ipairs({"py -3", "python"}) do
+      local command = launcher .. ' -c "import sys; print(sys.executable)"'
+      for _, line in ipairs(command_lines(command)) do
+        if is_absolute(line) and exists(line) then
+          return line
+        end
+      end
+    end
+    return nil
+  end
+  for _, line in ipairs(command_lines("command -v python3 python")) do
+    if is_absolute(line) and exists(line) then
+      return line
+    end
+  end
+  return nil
+end
+
+-- What realscale_setup.py's detect() found (`plan`: one JSON line); nil when it cannot run.
+local function setup_plan(python, script)
+  local lines = command_lines(shell_quote(python) .. " -I " .. shell_quote(script) .. " plan")
+  for index = #lines, 1, -1 do
+    local plan = json_decode(lines[index])
+    if type(plan) == "table" and type(plan.backends) == "table" then
+      return plan
+    end
+  end
+  return nil
+end
+
+-- The set-up through the job runner: realscale_setup.py's JSON progress lines are its events,
+-- a cancel reaches it as "cancel" on its standard input.
+function Job.setup(python, script, args)
+  local job = setmetatable({offset = 0, pending = "", events_seen = false}, Job)
+  for _, arg in ipairs(args) do
+    if arg:find("[\r\n]") then
+      fail("the path " .. arg .. " holds a line break; choose another folder")
+    end
+  end
+  local stem = join(temp_folder(), "realscale-setup-" .. os.time() .. "-")
+  repeat
+    job.base = stem .. math.random(100000, 999999)
+  until not exists(job.base .. ".json")
+  write_file(job.base .. ".py", RUNNER)
+  write_file(job.base .. ".json", json_encode({script = script, args = args,
+                                               kill_after = SETUP_KILL_AFTER}) .. "\n")
+  write_file(job.base .. ".alive", tostring(os.time()))
+  job.touched = os.time()
+  job.launched = os.time()
+  job:launch(python)
+  return job
+end
+
+-- How big the engine with this backend and ffmpeg and OpenCV for video is.
+local function engine_size(backend)
+  for _, extra in ipairs(list(backend.extras)) do
+    if extra == "torch" then
+      return tostring(backend.size_text) .. " (PyTorch), plus about 340 MB for ffmpeg and "
+             .. "OpenCV (video)"
+    end
+  end
+  return "about 610 MB (the engine on ONNX Runtime about 270 MB, ffmpeg and OpenCV for video "
+         .. "about 340 MB)"
+end
+
+local function progress_text(event)
+  local text = tostring(event.label or event.phase or "")
+  if type(event.message) == "string" and event.message ~= "" then
+    text = text .. ": " .. event.message
+  end
+  if tonumber(event.fraction) then
+    text = text .. " (" .. math.floor(tonumber(event.fraction) * 100) .. "%)"
+  end
+  return text
+end
+
+-- The set-up window: what will be installed, the Python, the backend, the size, the folder
+-- (changeable); then the phases with Cancel. True once the engine answered and its config
+-- is written (the upscale dialog opens next).
+local function run_setup(ui, disp, python, script, plan, reason)
+  local function row(label, widget)
+    return ui:HGroup{Weight = 0, ui:Label{Text = label, Weight = 0.2}, widget}
+  end
+  local intro = reason .. ".\n\nThis script can set up realscale's engine now: realscale "
+    .. tostring(plan.version or "?") .. " (the version this script came with) with ffmpeg "
+    .. "and OpenCV for video, and its dependencies, from the package index pip is "
+    .. "configured for, in a Python environment of its own. Nothing else on the computer "
+    .. "changes."
+  local found = plan.python or (plan.uv and "none found; uv will fetch Python 3.12"
+                                or "none found")
+  local win = disp:AddWindow({ID = "RealscaleSetup", WindowTitle = SETUP_TITLE,
+                              Geometry = {320, 220, 620, 360}}, ui:VGroup{
+    ui:Label{ID = "Intro", Text = intro, WordWrap = true, Weight = 0},
+    row("Python", ui:Label{ID = "Python", Text = tostring(found), WordWrap = true,
+                           Weight = 0.8}),
+    row("Backend", ui:ComboBox{ID = "Backend", Weight = 0.8}),
+    row("Size", ui:Label{ID = "Size", Text = "", WordWrap = true, Weight = 0.8}),
+    row("Folder", ui:LineEdit{ID = "Folder", Text = tostring(plan.folder or ""), Weight = 0.8}),
+    ui:Label{ID = "Problem", Text = "", WordWrap = true, Weight = 0},
+    ui:Label{ID = "Progress", Text = "", WordWrap = true, Weight = 1},
+    ui:HGroup{Weight = 0, ui:Button{ID = "Install", Text = "Set up"},
+              ui:Button{ID = "Cancel", Text = "Cancel"}},
+  })
+  local items = win:GetItems()
+  local backends = list(plan.backends)
+  local labels, chosen = {}, 0
+  for index, backend in ipairs(backends) do
+    labels[index] = tostring(backend.label) .. (backend.recommended and " (recommended)" or "")
+    if backend.recommended then
+      chosen = index - 1
+    end
+  end
+  items.Backend:AddItems(labels)
+  items.Backend.CurrentIndex = chosen
+  local state = {phase = "offer", job = nil, closing = false, text = nil, result = nil}
+  local timer = ui:Timer{ID = "RealscaleSetupTick", Interval = TICK_MS}
+
+  local function backend()
+    return backends[truncate(items.Backend.CurrentIndex) + 1] or backends[1]
+  end
+
+  local function on_backend()
+    local current = backend()
+    items.Size.Text = current and engine_size(current) or ""
+  end
+
+  local function finish()
+    timer:Stop()
+    disp:ExitLoop()
+  end
+
+  local function read_events(job)
+    for _, event in ipairs(job:events()) do
+      if event.event == "progress" then
+        state.text = progress_text(event)
+        if not job.cancel_time then
+          items.Progress.Text = state.text  -- each phase, even one shorter than a tick
+        end
+      elseif event.event == "result" then
+        state.result = event
+      end
+    end
+  end
+
+  local function ended(job, code)
+    read_events(job)  -- the last lines, written before the exit status
+    local result = state.result
+    local reason_text = job:error_text()
+    job:remove_files()
+    state.job = nil
+    if result and result.ok == true and code == 0 then
+      state.phase = "done"
+      items.Progress.Text = tostring(result.message or "")
+      finish()
+      return
+    end
+    state.phase = "ended"
+    if (result and result.cancelled == true) or job.cancel_time then
+      items.Progress.Text = "Cancelled: nothing was installed and nothing changed."
+    else
+      local message
+      if result and type(result.message) == "string" then
+        message = result.message
+        if type(result.log) == "string" and not message:find(result.log, 1, true) then
+          message = message .. " The full log is in " .. result.log .. "."
+        end
+      else
+        message = "The set-up stopped unexpectedly (" .. (reason_text or "no reason given")
+                  .. "); in a terminal run " .. setup_command(script)
+                  .. ", then run this script again."
+      end
+      items.Progress.Text = ""
+      items.Problem.Text = message
+    end
+    items.Cancel.Text = "Close"
+    if state.closing then
+      finish()
+    end
+  end
+
+  local function tick()
+    local job = state.job
+    if state.phase ~= "running" or not job then
+      return
+    end
+    read_events(job)
+    local code = job:exit_code()
+    local stuck = not job:started() and os.time() - job.launched > START_TIMEOUT
+    local lost = job.cancel_time and os.time() - job.cancel_time > SETUP_KILL_AFTER + 30
+    if code == nil and not stuck and not lost then
+      job:heartbeat()
+      if job.cancel_time then
+        items.Progress.Text = "Cancelling..."
+      elseif state.text then
+        items.Progress.Text = state.text
+      end
+      return
+    end
+    ended(job, code)
+  end
+
+  local function install()
+    if state.phase ~= "offer" then
+      return
+    end
+    local folder = trim(items.Folder.Text)
+    if folder == "" then
+      folder = tostring(plan.folder)
+    end
+    local args = {"install", "--folder", folder, "--extras", SETUP_EXTRAS, "--progress", "json"}
+    local current = backend()
+    if current then
+      args[#args + 1] = "--backend"
+      args[#args + 1] = tostring(current.name)
+    end
+    local ok, job = protect(Job.setup, python, script, args)
+    if not ok then
+      items.Problem.Text = job:gsub("%.$", "") .. "."
+      return
+    end
+    state.job, state.phase = job, "running"
+    for _, key in ipairs({"Backend", "Folder", "Install"}) do
+      items[key].Enabled = false
+    end
+    items.Problem.Text = ""
+    items.Progress.Text = "Starting the set-up..."
+    timer:Start()
+  end
+
+  local function cancel()
+    if state.phase == "running" and state.job then
+      state.job:cancel()
+      items.Progress.Text = "Cancelling..."
+      return
+    end
+    finish()
+  end
+
+  local function close()
+    -- Keep the loop running until the set-up stopped and removed what it made; then leave.
+    state.closing = true
+    cancel()
+  end
+
+  on_backend()
+  if type(plan.problem) == "string" and plan.problem ~= "" then
+    items.Problem.Text = plan.problem
+    items.Install.Enabled = false
+  end
+  win.On.Install.Clicked = function() install() end
+  win.On.Cancel.Clicked = function() cancel() end
+  win.On.RealscaleSetup.Close = function() close() end
+  win.On.Backend.CurrentIndexChanged = function() on_backend() end
+  win.On.RealscaleSetupTick.Timeout = function() tick() end
+  disp.On.Timeout = function() tick() end
+  win:Show()
+  disp:RunLoop()
+  win:Hide()
+  timer:Stop()
+  return state.phase == "done"
+end
+
+-- Before the upscale dialog: with no engine, the set-up. False when the user closed it or it
+-- did not end with an engine (the script then ends); true otherwise, also where the set-up
+-- cannot start from here (the dialog then names the terminal command, as before).
+local function prepare_engine(ui, disp)
+  local reason = engine_missing()
+  if not reason then
+    return true
+  end
+  local script = setup_script()
+  if not script then
+    return true
+  end
+  local python = find_python()
+  if not python then
+    show_message(ui, disp, NO_PYTHON)
+    return false
+  end
+  local plan = setup_plan(python, script)
+  if not plan then
+    show_message(ui, disp, reason .. ". The set-up could not start with " .. python
+                 .. ": in a terminal run " .. setup_command(script)
+                 .. " (Python 3.10 or newer), then run this script again.")
+    return false
+  end
+  return run_setup(ui, disp, python, script, plan, reason)
+end
+
+-- ---------------------------------------------------------------------------------------------
 -- Entry point
 
 local function current_timeline(app)
@@ -1791,6 +2161,9 @@ local function main()
   end
   if not disp then
     print(TITLE .. ": Resolve's UIManager is not available to this script")
+    return
+  end
+  if not prepare_engine(ui, disp) then
     return
   end
   return run_dialog(ui, disp, project, timeline)

@@ -553,6 +553,9 @@ class FakeWidget:
         object.__setattr__(self, "props", dict(props or {}))
         object.__setattr__(self, "children", list(children or []))
         object.__setattr__(self, "entries", [])
+        object.__setattr__(self, "texts", [])
+        """Every Text the script set, in order: a user looking at the window would see each
+        one that stayed up for a repaint; a test reads them all."""
         self.props.setdefault("Enabled", True)
         if kind == "ComboBox":
             self.props.setdefault("CurrentIndex", 0)
@@ -579,6 +582,8 @@ class FakeWidget:
             elif self.props.get("Editable"):
                 self.props["EditText"] = value
             return
+        if name == "Text":
+            self.texts.append(value)
         self.props[name] = value
 
     def AddItem(self, text: str) -> None:

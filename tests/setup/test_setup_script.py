@@ -43,3 +43,38 @@ def test_a_backend_this_machine_lacks_is_refused(plugin_dir: Path, tmp_path: Pat
 def test_info_without_an_engine(plugin_dir: Path, tmp_path: Path) -> None:
     done = _run(plugin_dir, tmp_path, "info", search="")
     assert done.returncode == 0 and done.stdout.startswith("No engine is set up"), done
+
+
+def test_plan_is_one_json_line_of_what_a_dialog_shows(plugin_dir: Path, tmp_path: Path) -> None:
+    """`plan`: what detect() found, for a dialog in another language (Resolve's Lua)."""
+    import json
+    import sys
+
+    done = _run(plugin_dir, tmp_path, "plan", "--folder", str(tmp_path / "engine"),
+                search=str(Path(sys.base_prefix) / "bin"))
+    assert done.returncode == 0, done.stderr
+    [line] = done.stdout.splitlines()
+    plan = json.loads(line)
+    assert plan["folder"] == str(tmp_path / "engine") and plan["problem"] == ""
+    assert plan["python"].startswith("Python 3.") and sys.base_prefix in plan["python"]
+    wheel = f"realscale-{plan['version']}-py3-none-any.whl"
+    assert plan["version"] and plan["wheel"] == str(plugin_dir / wheel)
+    assert [(b["name"], b["recommended"]) for b in plan["backends"]] == [("cpu", True)]
+    assert not (tmp_path / "config").exists() and not (tmp_path / "data").exists()
+    assert not (tmp_path / "engine").exists()
+
+
+def test_json_progress_reports_a_refusal_as_its_result(plugin_dir: Path,
+                                                       tmp_path: Path) -> None:
+    """`--progress json`: even a set-up that cannot start ends with one result line."""
+    import json
+
+    (tmp_path / "empty").mkdir()
+    done = _run(plugin_dir, tmp_path, "install", "--progress", "json",
+                search=str(tmp_path / "empty"))
+    assert done.returncode == 1 and done.stderr == ""
+    [line] = done.stdout.splitlines()
+    result = json.loads(line)
+    assert (result["event"], result["ok"], result["cancelled"]) == ("result", False, False)
+    assert result["message"].startswith("No Python 3.10 or newer was found on this computer;")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]

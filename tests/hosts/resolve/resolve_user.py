@@ -246,6 +246,8 @@ class SetupUser:
         self.backends: list[str] = []
         self.install_enabled = False
         self.progress: list[str] = []
+        """Each text the progress line showed, in order."""
+        self._seen = 0
         self.cancelled_during = ""
         self.ended: dict[str, Any] = {}
         """Each widget when the set-up ended without an engine (failed, cancelled)."""
@@ -258,8 +260,10 @@ class SetupUser:
             return
         items = window.widgets
         text = items["Progress"].Text
-        if text and (not self.progress or self.progress[-1] != text):
-            self.progress.append(text)
+        for shown_text in items["Progress"].texts[self._seen:]:  # each the script set
+            if shown_text and (not self.progress or self.progress[-1] != shown_text):
+                self.progress.append(shown_text)
+        self._seen = len(items["Progress"].texts)
         if self.state == "offer":
             self.offered = {key: shown(widget) for key, widget in items.items()}
             self.install_enabled = bool(items["Install"].Enabled)

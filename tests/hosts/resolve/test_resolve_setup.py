@@ -244,49 +244,135 @@ def test_the_script_and_its_setup_library_load_without_numpy_or_torch(fusion: Pa
     assert done.stdout.strip() == "[]"
 
 
-def test_the_free_edition_names_the_command_that_sets_it_up(
-        fusion: Path, small_sample: Path, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Lua script (Resolve's free edition runs only Lua) cannot show the set-up: it names
-    the one terminal command instead. That very command, run in a shell, sets the engine up
-    from the zip's wheel (with the video extra), and then the Lua script upscales."""
-    from resolve_lua import run_lua_script
+LUA = Path("Scripts") / "Edit" / "Upscale clip with Real-ESRGAN (Lua).lua"
+NO_PYTHON = ("No Python was found on this computer: install Python 3.10 or newer from "
+             "python.org (on Windows tick \"Add python.exe to PATH\"), then run this script "
+             "again.")
 
-    home = tmp_path / "home"
+
+def lua_world(fusion: Path, root: Path, monkeypatch: pytest.MonkeyPatch, **more: str) -> Path:
+    """The free edition's user: the zip unpacked into Resolve's per-user Fusion folder of an
+    empty home, nothing set up; the shell finds the Python these tests run on (only to run
+    realscale_setup.py, which looks for the engine's Python where ``world`` says).
+    Returns the installed Lua script."""
+    home = root / "home"
     installed = home / ".local/share/DaVinciResolve/Fusion"
     installed.parent.mkdir(parents=True)
     shutil.copytree(fusion, installed)
-    env = world(tmp_path, HOME=str(home))
+    (root / "tmp").mkdir()
+    env = world(root, HOME=str(home), TMPDIR=str(root / "tmp"),
+                **{"PATH": f"{Path(sys.base_prefix) / 'bin'}:/usr/bin:/bin", **more})
     for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    lua = installed / "Scripts/Edit/Upscale clip with Real-ESRGAN (Lua).lua"
-    resolve = scene(small_sample, source_start=5, length=3)[0]
-    user = User({"Folder": str(tmp_path / "out")})
-    run_lua_script(resolve, user, script=lua)
-    setup = installed / MODULES / "realscale_setup.py"
-    command = f'python3 "{setup}" install --extras video'
-    assert user.result == (
-        f"Error: realscale's engine is not set up ({env['REALSCALE_WORKER_CONFIG']} is missing). "
-        f"Resolve's free edition cannot set it up from a script: in a terminal run {command} "
-        "(Python 3.10 or newer), then run this script again (in Resolve Studio the Python "
-        "script in this menu sets it up by itself)."), user.statuses
+        monkeypatch.setenv(key, value)  # the Lua script's children inherit it
+    return installed / LUA
 
-    shell = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    done = subprocess.run(command, shell=True, env=shell, capture_output=True, text=True,
-                          timeout=INSTALL_TIMEOUT, check=False)
-    assert done.returncode == 0, done.stdout + done.stderr
-    lines = done.stdout.splitlines()
-    assert lines[0].startswith("Setting up realscale ") and "CPU (ONNX Runtime)" in lines[0]
-    assert any(line.startswith("Downloading") for line in lines), lines
+
+def test_the_free_edition_sets_the_engine_up_then_upscales(
+        fusion: Path, small_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Lua script (Resolve's free edition runs only Lua) with no engine: its set-up
+    window offers what the Studio script's does, the set-up runs for real in the background
+    (realscale_setup.py through the job runner, its JSON progress shown), and the upscale
+    dialog then upscales through the new engine. LuaJIT, as Resolve embeds."""
+    from resolve_lua import run_lua_script
+
+    lua = lua_world(fusion, tmp_path, monkeypatch)
+    resolve = scene(small_sample, source_start=5, length=3)[0]
+    user = SetupUser(upscale_user(tmp_path / "out"))
+    run_lua_script(resolve, user, runtime="luajit", script=lua, timeout=INSTALL_TIMEOUT)
+    offered = user.offered
+    config = tmp_path / "config" / "worker.json"
+    assert offered["Intro"].startswith(
+        f"realscale's engine is not set up ({config} is missing)."), offered
+    assert re.search(r"realscale \d+\.\d+\.\d+ \(the version this script came with\)",
+                     offered["Intro"]), offered
+    assert offered["Python"].startswith("Python 3.") and sys.base_prefix in offered["Python"]
+    assert user.backends == ["CPU (ONNX Runtime) (recommended)"]  # no NVIDIA GPU here
+    assert offered["Size"].startswith("about 610 MB"), offered
     folder = tmp_path / "data" / "realscale" / "engine"
-    assert lines[-1].startswith("realscale ") and f"is set up in {folder}" in lines[-1]
+    assert offered["Folder"] == str(folder) and offered["Problem"] == ""
+    phases = [text.split(":")[0].split(" (")[0] for text in user.progress]
+    for phase in ("Making the environment", "Downloading", "Checking the engine"):
+        assert phase in phases, user.progress
+    assert any(re.search(r"\(\d+%\)$", text) for text in user.progress), user.progress
+    [env] = envs(folder)
+    assert json.loads(config.read_text())["python"] == str(folder / env / "bin" / "python")
     record = json.loads((folder / "engine.json").read_text())
-    assert record["extras"] == ["video"]
+    assert (record["env"], record["backend"], record["extras"]) == (env, "cpu", ["video"])
+    check_upscaled(resolve, user.then)
+    assert not list((tmp_path / "tmp").glob("realscale-*")), "job files left"
 
+
+@pytest.mark.parametrize(("runtime", "how"), [("lua51", "Cancel"),
+                                              ("luajit", "closing the window")])
+def test_the_free_edition_cancelled_during_pip_leaves_nothing(
+        fusion: Path, small_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        runtime: str, how: str) -> None:
+    """Cancelled while pip runs (Cancel, or the window's X), into a folder the user typed:
+    pip is stopped, no environment, no config, no folder the set-up made, no job files."""
+    from resolve_lua import run_lua_script
+
+    lua = lua_world(fusion, tmp_path, monkeypatch)
     resolve = scene(small_sample, source_start=5, length=3)[0]
-    user = upscale_user(tmp_path / "out")
-    run_lua_script(resolve, user, script=lua, timeout=INSTALL_TIMEOUT)
-    check_upscaled(resolve, user)
+    chosen = tmp_path / "my engines" / "realscale"
+    # "... MB so far": pip is downloading (the phase itself starts before pip does)
+    user = SetupUser(None, cancel_at="MB so far", folder=str(chosen),
+                     close=how != "Cancel")  # no upscale dialog may follow
+    run_lua_script(resolve, user, runtime=runtime, script=lua, timeout=INSTALL_TIMEOUT)
+    assert user.cancelled_during.startswith("Downloading"), user.progress
+    if how == "Cancel":
+        assert user.ended["Progress"] == ("Cancelled: nothing was installed and nothing "
+                                          "changed."), user.ended
+    assert not (tmp_path / "config").exists()
+    assert not (tmp_path / "my engines").exists(), "a folder the set-up made is left"
+    assert not (tmp_path / "data" / "realscale" / "engine").exists()
+    [log] = (tmp_path / "data" / "realscale" / "logs").glob("engine-install-*.log")
+    assert "-m pip install" in log.read_text()
+    assert not list((tmp_path / "tmp").glob("realscale-*")), "job files left"
+    done = subprocess.run(["pgrep", "-f", str(chosen)], capture_output=True, text=True,
+                          check=False)
+    assert done.stdout == "", "pip still runs"
+    assert resolve.timeline.GetTrackCount("video") == 2
+
+
+def test_the_free_edition_shows_a_failure_and_its_log_and_changes_nothing(
+        fusion: Path, small_sample: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forced failure in pip itself (no package index, no wheel folder), in Lua 5.1: the
+    window shows realscale_setup's sentence and names its log; nothing is configured."""
+    from resolve_lua import run_lua_script
+
+    (tmp_path / "no-wheels").mkdir()
+    lua = lua_world(fusion, tmp_path, monkeypatch, PIP_CONFIG_FILE=os.devnull,
+                    PIP_NO_INDEX="1", PIP_FIND_LINKS=str(tmp_path / "no-wheels"))
+    resolve = scene(small_sample, source_start=5, length=3)[0]
+    user = SetupUser(None)
+    run_lua_script(resolve, user, runtime="lua51", script=lua, timeout=INSTALL_TIMEOUT)
+    problem = user.ended["Problem"]
+    match = re.fullmatch(r"The package (\S+) is not available for this Python and system; .*"
+                         r"The full log is in (\S+\.log)\.", problem)
+    assert match, problem
+    assert "No matching distribution found" in Path(match[2]).read_text()
+    assert Path(match[2]).parent == tmp_path / "data" / "realscale" / "logs"
+    assert not (tmp_path / "config").exists()
+    assert not (tmp_path / "data" / "realscale" / "engine").exists()
+    assert not list((tmp_path / "tmp").glob("realscale-*")), "job files left"
+
+
+@pytest.mark.parametrize("runtime", ["lua51", "luajit"])
+def test_the_free_edition_with_no_python_says_so_and_changes_nothing(
+        fusion: Path, small_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        runtime: str) -> None:
+    """No Python on the shell's PATH (an empty folder): one sentence, nothing made."""
+    from resolve_lua import run_lua_script
+
+    (tmp_path / "empty").mkdir()
+    lua = lua_world(fusion, tmp_path, monkeypatch, PATH=str(tmp_path / "empty"))
+    resolve = scene(small_sample, source_start=5, length=3)[0]
+    user = User({})
+    run_lua_script(resolve, user, runtime=runtime, script=lua)
+    assert user.result == NO_PYTHON
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "home", "tmp"]
+    assert not list((tmp_path / "tmp").iterdir())
 
 
 OLD_PYTHON = Path.home() / ".pyenv/versions/3.9.18/bin/python3.9"
