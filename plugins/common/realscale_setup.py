@@ -1333,6 +1333,17 @@ def _plan_json(plan: Plan) -> dict[str, Any]:
                          for b in plan.backends]}
 
 
+def _outdated_json() -> dict[str, Any]:
+    """``outdated``: whether the engine the plug-in set up must be updated before use, and
+    the sentence saying why (its worker is not started: a host asks before every use)."""
+    found = outdated()
+    info = found or engine_info(ask=False)
+    return {"outdated": found is not None, "message": info.message,
+            "version": info.version, "protocol": info.protocol,
+            "plugin_protocol": _client.PROTOCOL_VERSION, "folder": info.folder,
+            "backend": info.backend, "managed": info.managed}
+
+
 def _emit(line: dict[str, Any], lock: threading.Lock) -> None:
     with lock:
         sys.stdout.write(json.dumps(line) + "\n")
@@ -1353,18 +1364,20 @@ def _cancel_on_request(job: SetupJob) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python realscale_setup.py install [--folder F] [--backend B] [--extras video]``
-    (also ``update``, ``remove``, ``info``, ``plan``): the same set-up, from a terminal, for a
-    host whose scripts cannot run it (Resolve's free edition runs only Lua). Progress lines go
-    to standard output; Ctrl-C cancels and removes the unfinished environment. With
-    ``--progress json`` each progress change and the result are JSON lines instead, and a
-    line "cancel" on standard input cancels (a host dialog drives it); ``plan`` prints what
-    ``detect`` found as one JSON line."""
+    (also ``update``, ``remove``, ``info``, ``plan``, ``outdated``): the same set-up, from a
+    terminal, for a host whose scripts cannot run it (Resolve's free edition runs only Lua).
+    Progress lines go to standard output; Ctrl-C cancels and removes the unfinished
+    environment. With ``--progress json`` each progress change and the result are JSON lines
+    instead, and a line "cancel" on standard input cancels (a host dialog drives it); ``plan``
+    prints what ``detect`` found as one JSON line, ``outdated`` what ``outdated`` found (so a
+    host offers "Update the engine" before it fails)."""
     import argparse
 
     parser = argparse.ArgumentParser(
         prog="realscale_setup.py", description="Set up realscale's engine from the wheel "
         "beside this file (as the plug-ins do), or update, remove or describe it.")
-    parser.add_argument("action", choices=("install", "update", "remove", "info", "plan"))
+    parser.add_argument("action", choices=("install", "update", "remove", "info", "plan",
+                                           "outdated"))
     parser.add_argument("--folder", help="where the engine goes (default: %(default)s)",
                         default=default_folder())
     parser.add_argument("--backend", choices=sorted(BACKENDS),
@@ -1383,6 +1396,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.action == "plan":
         print(json.dumps(_plan_json(detect(args.folder))), flush=True)
+        return 0
+    if args.action == "outdated":
+        print(json.dumps(_outdated_json()), flush=True)
         return 0
     extras = [e.strip() for e in args.extras.split(",") if e.strip()]
     if args.action == "install":

@@ -638,10 +638,11 @@ end
 
 -- The one terminal command that sets the engine up (plugins/common/realscale_setup.py, which
 -- the zip puts in Fusion/Modules/realscale beside realscale's wheel): the fallback where the
--- set-up dialog cannot start it.
-local function setup_command(script)
+-- set-up dialog cannot start it. ``action``: "update" for the update, else the install.
+local function setup_command(script, action)
   script = script or default_setup_script()
-  return (WINDOWS and "py -3" or "python3") .. ' "' .. script .. '" install --extras video'
+  return (WINDOWS and "py -3" or "python3") .. ' "' .. script .. '" '
+         .. (action == "update" and "update" or "install --extras video")
 end
 
 -- (python, pythonpath) of realscale's environment.
@@ -1773,12 +1774,14 @@ local function show_message(ui, disp, text)
 end
 
 -- ---------------------------------------------------------------------------------------------
--- First use: setting the engine up from inside Resolve. realscale_setup.py (beside realscale's
--- wheel in Fusion/Modules/realscale) runs through the job runner, started with a Python this
--- script finds; realscale_setup finds the Python 3.10+ for the engine itself.
+-- First use: setting the engine up from inside Resolve (and updating one of another protocol).
+-- realscale_setup.py (beside realscale's wheel in Fusion/Modules/realscale) runs through the
+-- job runner, started with a Python this script finds; realscale_setup finds the Python 3.10+
+-- for the engine itself.
 
 local SETUP_TITLE = "Set up Real-ESRGAN"
 local SETUP_EXTRAS = "video"
+local UPDATE_BUTTON = "Update the engine"
 local SETUP_KILL_AFTER = 120  -- seconds a cancelled set-up gets to remove what it made
 local NO_PYTHON = "No Python was found on this computer: install Python 3.10 or newer from "
   .. "python.org (on Windows tick \"Add python.exe to PATH\"), then run this script again."
@@ -1858,14 +1861,32 @@ local function find_python()
   return nil
 end
 
+-- The last line of realscale_setup.py ACTION's output that is a JSON object with KEY (its
+-- answer is one JSON line); nil when it cannot run.
+local function setup_answer(python, script, action, key)
+  local lines = command_lines(shell_quote(python) .. " -I " .. shell_quote(script) .. " "
+                              .. action)
+  for index = #lines, 1, -1 do
+    local answer = json_decode(lines[index])
+    if type(answer) == "table" and answer[key] ~= nil then
+      return answer
+    end
+  end
+  return nil
+end
+
 -- What realscale_setup.py's detect() found (`plan`: one JSON line); nil when it cannot run.
 local function setup_plan(python, script)
-  local lines = command_lines(shell_quote(python) .. " -I " .. shell_quote(script) .. " plan")
-  for index = #lines, 1, -1 do
-    local plan = json_decode(lines[index])
-    if type(plan) == "table" and type(plan.backends) == "table" then
-      return plan
-    end
+  local plan = setup_answer(python, script, "plan", "backends")
+  return plan and type(plan.backends) == "table" and plan or nil
+end
+
+-- The engine the plug-in set up, when it speaks another protocol than this script (`outdated`:
+-- its message says so and what to do); nil when it does not or this cannot be asked.
+local function setup_outdated(python, script)
+  local answer = setup_answer(python, script, "outdated", "outdated")
+  if answer and answer.outdated == true and type(answer.message) == "string" then
+    return answer
   end
   return nil
 end
@@ -1917,34 +1938,52 @@ local function progress_text(event)
 end
 
 -- The set-up window: what will be installed, the Python, the backend, the size, the folder
--- (changeable); then the phases with Cancel. True once the engine answered and its config
--- is written (the upscale dialog opens next).
-local function run_setup(ui, disp, python, script, plan, reason)
+-- (changeable); then the phases with Cancel. With ``update`` (realscale_setup.py outdated's
+-- answer: an engine the plug-in set up that speaks another protocol) instead: why, its
+-- folder and "Update the engine", which runs realscale_setup.py update. True once the engine
+-- answered and its config is written (the upscale dialog opens next).
+local function run_setup(ui, disp, python, script, plan, reason, update)
   local function row(label, widget)
     return ui:HGroup{Weight = 0, ui:Label{Text = label, Weight = 0.2}, widget}
   end
-  local intro = reason .. ".\n\nThis script can set up realscale's engine now: realscale "
-    .. tostring(plan.version or "?") .. " (the version this script came with) with ffmpeg "
-    .. "and OpenCV for video, and its dependencies, from the package index pip is "
-    .. "configured for, in a Python environment of its own. Nothing else on the computer "
-    .. "changes."
-  local found = plan.python or (plan.uv and "none found; uv will fetch Python 3.12"
-                                or "none found")
+  local intro, rows, button
+  if update then
+    intro = update.message .. "\n\nThe script cannot use this engine until it is updated; "
+      .. "the update keeps its folder and backend, and the engine in use keeps working until "
+      .. "the new one answers."
+    rows = {row("Folder", ui:Label{ID = "Folder", Text = tostring(update.folder or ""),
+                                   WordWrap = true, Weight = 0.8})}
+    button = UPDATE_BUTTON
+  else
+    intro = reason .. ".\n\nThis script can set up realscale's engine now: realscale "
+      .. tostring(plan.version or "?") .. " (the version this script came with) with ffmpeg "
+      .. "and OpenCV for video, and its dependencies, from the package index pip is "
+      .. "configured for, in a Python environment of its own. Nothing else on the computer "
+      .. "changes."
+    local found = plan.python or (plan.uv and "none found; uv will fetch Python 3.12"
+                                  or "none found")
+    rows = {
+      row("Python", ui:Label{ID = "Python", Text = tostring(found), WordWrap = true,
+                             Weight = 0.8}),
+      row("Backend", ui:ComboBox{ID = "Backend", Weight = 0.8}),
+      row("Size", ui:Label{ID = "Size", Text = "", WordWrap = true, Weight = 0.8}),
+      row("Folder", ui:LineEdit{ID = "Folder", Text = tostring(plan.folder or ""),
+                                Weight = 0.8}),
+    }
+    button = "Set up"
+  end
+  local layout = {ui:Label{ID = "Intro", Text = intro, WordWrap = true, Weight = 0}}
+  for _, widget in ipairs(rows) do
+    layout[#layout + 1] = widget
+  end
+  layout[#layout + 1] = ui:Label{ID = "Problem", Text = "", WordWrap = true, Weight = 0}
+  layout[#layout + 1] = ui:Label{ID = "Progress", Text = "", WordWrap = true, Weight = 1}
+  layout[#layout + 1] = ui:HGroup{Weight = 0, ui:Button{ID = "Install", Text = button},
+                                  ui:Button{ID = "Cancel", Text = "Cancel"}}
   local win = disp:AddWindow({ID = "RealscaleSetup", WindowTitle = SETUP_TITLE,
-                              Geometry = {320, 220, 620, 360}}, ui:VGroup{
-    ui:Label{ID = "Intro", Text = intro, WordWrap = true, Weight = 0},
-    row("Python", ui:Label{ID = "Python", Text = tostring(found), WordWrap = true,
-                           Weight = 0.8}),
-    row("Backend", ui:ComboBox{ID = "Backend", Weight = 0.8}),
-    row("Size", ui:Label{ID = "Size", Text = "", WordWrap = true, Weight = 0.8}),
-    row("Folder", ui:LineEdit{ID = "Folder", Text = tostring(plan.folder or ""), Weight = 0.8}),
-    ui:Label{ID = "Problem", Text = "", WordWrap = true, Weight = 0},
-    ui:Label{ID = "Progress", Text = "", WordWrap = true, Weight = 1},
-    ui:HGroup{Weight = 0, ui:Button{ID = "Install", Text = "Set up"},
-              ui:Button{ID = "Cancel", Text = "Cancel"}},
-  })
+                              Geometry = {320, 220, 620, 360}}, ui:VGroup(layout))
   local items = win:GetItems()
-  local backends = list(plan.backends)
+  local backends = update and {} or list(plan.backends)
   local labels, chosen = {}, 0
   for index, backend in ipairs(backends) do
     labels[index] = tostring(backend.label) .. (backend.recommended and " (recommended)" or "")
@@ -1952,18 +1991,25 @@ local function run_setup(ui, disp, python, script, plan, reason)
       chosen = index - 1
     end
   end
-  items.Backend:AddItems(labels)
-  items.Backend.CurrentIndex = chosen
+  if not update then
+    items.Backend:AddItems(labels)
+    items.Backend.CurrentIndex = chosen
+  end
   local state = {phase = "offer", job = nil, closing = false, text = nil, result = nil}
   local timer = ui:Timer{ID = "RealscaleSetupTick", Interval = TICK_MS}
 
   local function backend()
+    if update then
+      return nil
+    end
     return backends[truncate(items.Backend.CurrentIndex) + 1] or backends[1]
   end
 
   local function on_backend()
     local current = backend()
-    items.Size.Text = current and engine_size(current) or ""
+    if not update then
+      items.Size.Text = current and engine_size(current) or ""
+    end
   end
 
   local function finish()
@@ -2008,7 +2054,8 @@ local function run_setup(ui, disp, python, script, plan, reason)
         end
       else
         message = "The set-up stopped unexpectedly (" .. (reason_text or "no reason given")
-                  .. "); in a terminal run " .. setup_command(script)
+                  .. "); in a terminal run "
+                  .. setup_command(script, update and "update" or nil)
                   .. ", then run this script again."
       end
       items.Progress.Text = ""
@@ -2045,15 +2092,20 @@ local function run_setup(ui, disp, python, script, plan, reason)
     if state.phase ~= "offer" then
       return
     end
-    local folder = trim(items.Folder.Text)
-    if folder == "" then
-      folder = tostring(plan.folder)
-    end
-    local args = {"install", "--folder", folder, "--extras", SETUP_EXTRAS, "--progress", "json"}
-    local current = backend()
-    if current then
-      args[#args + 1] = "--backend"
-      args[#args + 1] = tostring(current.name)
+    local args
+    if update then
+      args = {"update", "--progress", "json"}  -- same folder, backend and extras as before
+    else
+      local folder = trim(items.Folder.Text)
+      if folder == "" then
+        folder = tostring(plan.folder)
+      end
+      args = {"install", "--folder", folder, "--extras", SETUP_EXTRAS, "--progress", "json"}
+      local current = backend()
+      if current then
+        args[#args + 1] = "--backend"
+        args[#args + 1] = tostring(current.name)
+      end
     end
     local ok, job = protect(Job.setup, python, script, args)
     if not ok then
@@ -2061,11 +2113,11 @@ local function run_setup(ui, disp, python, script, plan, reason)
       return
     end
     state.job, state.phase = job, "running"
-    for _, key in ipairs({"Backend", "Folder", "Install"}) do
+    for _, key in ipairs(update and {"Install"} or {"Backend", "Folder", "Install"}) do
       items[key].Enabled = false
     end
     items.Problem.Text = ""
-    items.Progress.Text = "Starting the set-up..."
+    items.Progress.Text = update and "Starting the update..." or "Starting the set-up..."
     timer:Start()
   end
 
@@ -2085,14 +2137,16 @@ local function run_setup(ui, disp, python, script, plan, reason)
   end
 
   on_backend()
-  if type(plan.problem) == "string" and plan.problem ~= "" then
+  if not update and type(plan.problem) == "string" and plan.problem ~= "" then
     items.Problem.Text = plan.problem
     items.Install.Enabled = false
   end
   win.On.Install.Clicked = function() install() end
   win.On.Cancel.Clicked = function() cancel() end
   win.On.RealscaleSetup.Close = function() close() end
-  win.On.Backend.CurrentIndexChanged = function() on_backend() end
+  if not update then
+    win.On.Backend.CurrentIndexChanged = function() on_backend() end
+  end
   win.On.RealscaleSetupTick.Timeout = function() tick() end
   disp.On.Timeout = function() tick() end
   win:Show()
@@ -2102,17 +2156,24 @@ local function run_setup(ui, disp, python, script, plan, reason)
   return state.phase == "done"
 end
 
--- Before the upscale dialog: with no engine, the set-up. False when the user closed it or it
--- did not end with an engine (the script then ends); true otherwise, also where the set-up
--- cannot start from here (the dialog then names the terminal command, as before).
+-- Before the upscale dialog: with no engine, the set-up; with an engine the plug-in set up
+-- that speaks another protocol, its update. False when the user closed that window or it did
+-- not end with an engine (the script then ends); true otherwise, also where the set-up cannot
+-- start from here (the dialog then names the terminal command, as before) and where whether
+-- the engine is outdated cannot be asked (never a block: the dialog goes on as before).
 local function prepare_engine(ui, disp)
   local reason = engine_missing()
-  if not reason then
-    return true
-  end
   local script = setup_script()
   if not script then
     return true
+  end
+  if not reason then
+    local python = find_python()
+    local update = python and setup_outdated(python, script)
+    if not update then
+      return true
+    end
+    return run_setup(ui, disp, python, script, nil, nil, update)
   end
   local python = find_python()
   if not python then

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from setup_support import HOST_PYTHON
 
+from realscale.wire import PROTOCOL_VERSION
+
 
 def _run(plugin_dir: Path, tmp_path: Path, *args: str, search: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "data"),
@@ -78,3 +80,30 @@ def test_json_progress_reports_a_refusal_as_its_result(plugin_dir: Path,
     assert (result["event"], result["ok"], result["cancelled"]) == ("result", False, False)
     assert result["message"].startswith("No Python 3.10 or newer was found on this computer;")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_outdated_is_one_json_line_and_starts_nothing(plugin_dir: Path, tmp_path: Path) -> None:
+    """`outdated` (asked before every use by a host in another language): no engine, and an
+    engine installed by hand (the Python these tests run on, which the plug-in must not
+    replace), are not outdated; exit 0, one JSON line, nothing made."""
+    import json
+    import sys
+
+    done = _run(plugin_dir, tmp_path, "outdated", search="")
+    assert done.returncode == 0, done.stderr
+    [line] = done.stdout.splitlines()
+    none = json.loads(line)
+    assert (none["outdated"], none["managed"], none["version"]) == (False, False, None)
+    assert none["message"].startswith("No engine is set up"), none
+    assert not (tmp_path / "config").exists() and not (tmp_path / "data").exists()
+
+    config = tmp_path / "config" / "worker.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"version": 1, "python": sys.executable}))
+    done = _run(plugin_dir, tmp_path, "outdated", search="")
+    assert done.returncode == 0, done.stderr
+    [line] = done.stdout.splitlines()
+    by_hand = json.loads(line)
+    assert (by_hand["outdated"], by_hand["managed"]) == (False, False), by_hand
+    assert by_hand["plugin_protocol"] == PROTOCOL_VERSION
+    assert not (tmp_path / "data").exists()

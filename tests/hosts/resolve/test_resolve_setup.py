@@ -191,16 +191,9 @@ def test_a_failed_install_names_its_log_and_changes_nothing(
 OTHER_PROTOCOL = 2
 
 
-def test_an_engine_of_another_protocol_is_offered_the_update(
-        first_use: dict[str, Any], fusion: Path, small_sample: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The engine the first use set up is made to speak another protocol: the script offers
-    "Update the engine" (pressed), the update installs the plug-in's version beside it with
-    the same backend and extras, switches the config, removes the old environment, and the
-    upscale dialog then works through the new engine."""
-    for key, value in first_use["env"].items():
-        monkeypatch.setenv(key, value)
-    folder: Path = first_use["folder"]
+def speak_another_protocol(folder: Path) -> str:
+    """Make the engine in ``folder`` speak OTHER_PROTOCOL (as a future realscale would);
+    returns its environment's name."""
     [old] = envs(folder)
     patched = []
     for path in (folder / old).glob("lib/python3*/site-packages/realscale/**/*.py"):
@@ -213,21 +206,41 @@ def test_an_engine_of_another_protocol_is_offered_the_update(
                 cached.unlink()
             patched.append(path)
     assert patched, "no PROTOCOL_VERSION = 1 in the installed engine"
+    return old
 
-    resolve = scene(small_sample, source_start=5, length=3)[0]
-    user = SetupUser(upscale_user(first_use["root"] / "out-after-update"))
-    run_script(fusion, resolve, user)
-    offered = user.offered
+
+def check_updated(first_use: dict[str, Any], old: str, offered: dict[str, Any],
+                  progress: list[str]) -> None:
+    """The update was offered for the engine's folder, saying why; it installed the plug-in's
+    version beside the old one with the same backend and extras, switched the config to it
+    and removed the old environment."""
+    folder: Path = first_use["folder"]
     assert offered["Install"] == "Update the engine", offered
     assert f"speaks protocol {OTHER_PROTOCOL} and this plug-in speaks 1" in offered["Intro"]
     assert str(folder) in offered["Intro"] and offered["Folder"] == str(folder)
-    assert any(text.startswith("Downloading") for text in user.progress), user.progress
+    assert any(text.startswith("Downloading") for text in progress), progress
     [new] = envs(folder)
     assert new != old
     config = json.loads(first_use["config"].read_text())
     assert config["python"] == str(folder / new / "bin" / "python")
     record = json.loads((folder / "engine.json").read_text())
     assert (record["env"], record["backend"], record["extras"]) == (new, "cpu", ["video"])
+
+
+def test_an_engine_of_another_protocol_is_offered_the_update(
+        first_use: dict[str, Any], fusion: Path, small_sample: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine the first use set up is made to speak another protocol: the script offers
+    "Update the engine" (pressed), the update installs the plug-in's version beside it with
+    the same backend and extras, switches the config, removes the old environment, and the
+    upscale dialog then works through the new engine."""
+    for key, value in first_use["env"].items():
+        monkeypatch.setenv(key, value)
+    old = speak_another_protocol(first_use["folder"])
+    resolve = scene(small_sample, source_start=5, length=3)[0]
+    user = SetupUser(upscale_user(first_use["root"] / "out-after-update"))
+    run_script(fusion, resolve, user)
+    check_updated(first_use, old, user.offered, user.progress)
     check_upscaled(resolve, user.then)
 
 
@@ -298,6 +311,32 @@ def test_the_free_edition_sets_the_engine_up_then_upscales(
     assert json.loads(config.read_text())["python"] == str(folder / env / "bin" / "python")
     record = json.loads((folder / "engine.json").read_text())
     assert (record["env"], record["backend"], record["extras"]) == (env, "cpu", ["video"])
+    check_upscaled(resolve, user.then)
+    assert not list((tmp_path / "tmp").glob("realscale-*")), "job files left"
+
+
+def test_the_free_edition_offers_the_update_of_an_engine_of_another_protocol(
+        first_use: dict[str, Any], fusion: Path, small_sample: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Lua script with the engine the first use set up made to speak another protocol:
+    before the upscale dialog it asks realscale_setup.py whether the engine is outdated,
+    offers "Update the engine" (pressed) in its set-up window, runs realscale_setup.py update
+    through the job runner, and the upscale dialog then works through the new engine.
+    LuaJIT, as Resolve embeds."""
+    from resolve_lua import run_lua_script
+
+    lua = lua_world(fusion, tmp_path, monkeypatch,
+                    XDG_DATA_HOME=first_use["env"]["XDG_DATA_HOME"],
+                    REALSCALE_WORKER_CONFIG=first_use["env"]["REALSCALE_WORKER_CONFIG"])
+    old = speak_another_protocol(first_use["folder"])
+    resolve = scene(small_sample, source_start=5, length=3)[0]
+    user = SetupUser(upscale_user(tmp_path / "out"))
+    run_lua_script(resolve, user, runtime="luajit", script=lua, timeout=INSTALL_TIMEOUT)
+    assert set(user.offered) == {"Intro", "Folder", "Problem", "Progress", "Install",
+                                 "Cancel"}, user.offered  # no Python, backend, size to choose
+    assert user.offered["Intro"].endswith("the engine in use keeps working until the new one "
+                                          "answers."), user.offered
+    check_updated(first_use, old, user.offered, user.progress)
     check_upscaled(resolve, user.then)
     assert not list((tmp_path / "tmp").glob("realscale-*")), "job files left"
 
