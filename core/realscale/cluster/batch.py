@@ -9,12 +9,16 @@ file is the one a single machine of the worker's kind writes, byte for byte.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..errors import RealscaleError
+from ..errors import Cancelled, RealscaleError
 from ..options import EngineOptions
 from .options import ray_options
 from .run import cluster_pool
@@ -49,7 +53,8 @@ def run_upscale_batch(args: argparse.Namespace) -> int:
                                          if name not in _NOT_SENT})
     engine = EngineOptions.from_args(args)
     with cluster_pool(options, engine, default_model=DEFAULT_MODEL,
-                      quiet=args.quiet) as pool, cli.stop_on_signals():
+                      quiet=args.quiet) as pool, cli.stop_on_signals(), \
+            _interrupt_noted() as interrupted:
         assert pool.info is not None
         scale_tag = cli._tag(args, str(pool.info.scale))
         jobs = [(source, cli._output_path(source, args.output, many, args.format, scale_tag))
@@ -64,7 +69,8 @@ def run_upscale_batch(args: argparse.Namespace) -> int:
                 FileJob(str(source), data, str(target), step_options, max_pixels))
 
         failures = 0
-        for outcome in pool.map(jobs, submit, ordered=False):
+        outcomes = pool.map(jobs, submit, ordered=False, cancelled=interrupted.is_set)
+        for outcome in _until_interrupted(outcomes, interrupted):
             source, target = outcome.item
             error = outcome.error
             if error is None:
@@ -81,6 +87,34 @@ def run_upscale_batch(args: argparse.Namespace) -> int:
     if failures == 0:
         return cli.EXIT_OK
     return cli.EXIT_FAILED if not many else cli.EXIT_SOME_FAILED
+
+
+@contextlib.contextmanager
+def _interrupt_noted() -> Iterator[threading.Event]:
+    """Ctrl-C as a flag the batch loop reads between files. A KeyboardInterrupt raised by the
+    default handler can land inside Ray's own signal check while the loop waits on the
+    workers, where it is lost: the batch then ran to its end and exited 0."""
+    noted = threading.Event()
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield noted
+        return
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: noted.set())
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _until_interrupted(outcomes: Iterator[Any], interrupted: threading.Event) -> Iterator[Any]:
+    """The pool's outcomes; Ctrl-C (the pool's Cancelled) unwinds as KeyboardInterrupt, so the
+    command reports "interrupted" and exits 130 as on one machine."""
+    try:
+        yield from outcomes
+    except Cancelled:
+        if interrupted.is_set():
+            raise KeyboardInterrupt from None
+        raise
 
 
 def _check_target(target: Path, inputs: set[Path]) -> None:
