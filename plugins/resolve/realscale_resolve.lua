@@ -898,20 +898,16 @@ local function windowless(python)
   return python
 end
 
-function Job.start(python, pythonpath, args, folder)
+-- A job of the runner: its files under a fresh BASE (docs/resolve-job.md, "Job files"),
+-- ``spec`` (the JSON text of BASE.json) written, the runner started in the background.
+local function begin_job(kind, python, spec)
   local job = setmetatable({offset = 0, pending = "", events_seen = false}, Job)
-  local stem = join(temp_folder(), "realscale-job-" .. os.time() .. "-")
+  local stem = join(temp_folder(), "realscale-" .. kind .. "-" .. os.time() .. "-")
   repeat
     job.base = stem .. math.random(100000, 999999)
   until not exists(job.base .. ".json")
-  for _, arg in ipairs(args) do
-    if arg:find("[\r\n]") then
-      fail("the path " .. arg .. " holds a line break; rename it first")
-    end
-  end
   write_file(job.base .. ".py", RUNNER)
-  write_file(job.base .. ".json", "{\"args\": " .. json_strings(args) .. ", \"pythonpath\": "
-             .. json_strings(pythonpath) .. ", \"folder\": " .. json_string(folder) .. "}\n")
+  write_file(job.base .. ".json", spec .. "\n")
   write_file(job.base .. ".alive", tostring(os.time()))
   job.touched = os.time()
   job.launched = os.time()
@@ -919,20 +915,19 @@ function Job.start(python, pythonpath, args, folder)
   return job
 end
 
+function Job.start(python, pythonpath, args, folder)
+  for _, arg in ipairs(args) do
+    if arg:find("[\r\n]") then
+      fail("the path " .. arg .. " holds a line break; rename it first")
+    end
+  end
+  return begin_job("job", python, "{\"args\": " .. json_strings(args) .. ", \"pythonpath\": "
+                   .. json_strings(pythonpath) .. ", \"folder\": " .. json_string(folder) .. "}")
+end
+
 -- Asks the worker (docs/resolve-job.md, "Asking the worker"): the answers arrive as events.
 function Job.ask(python, pythonpath, request)
-  local job = setmetatable({offset = 0, pending = "", events_seen = false}, Job)
-  local stem = join(temp_folder(), "realscale-ask-" .. os.time() .. "-")
-  repeat
-    job.base = stem .. math.random(100000, 999999)
-  until not exists(job.base .. ".json")
-  write_file(job.base .. ".py", RUNNER)
-  write_file(job.base .. ".json", json_encode({ask = request, pythonpath = pythonpath}) .. "\n")
-  write_file(job.base .. ".alive", tostring(os.time()))
-  job.touched = os.time()
-  job.launched = os.time()
-  job:launch(python)
-  return job
+  return begin_job("ask", python, json_encode({ask = request, pythonpath = pythonpath}))
 end
 
 function Job:launch(python)
@@ -1894,24 +1889,13 @@ end
 -- The set-up through the job runner: realscale_setup.py's JSON progress lines are its events,
 -- a cancel reaches it as "cancel" on its standard input.
 function Job.setup(python, script, args)
-  local job = setmetatable({offset = 0, pending = "", events_seen = false}, Job)
   for _, arg in ipairs(args) do
     if arg:find("[\r\n]") then
       fail("the path " .. arg .. " holds a line break; choose another folder")
     end
   end
-  local stem = join(temp_folder(), "realscale-setup-" .. os.time() .. "-")
-  repeat
-    job.base = stem .. math.random(100000, 999999)
-  until not exists(job.base .. ".json")
-  write_file(job.base .. ".py", RUNNER)
-  write_file(job.base .. ".json", json_encode({script = script, args = args,
-                                               kill_after = SETUP_KILL_AFTER}) .. "\n")
-  write_file(job.base .. ".alive", tostring(os.time()))
-  job.touched = os.time()
-  job.launched = os.time()
-  job:launch(python)
-  return job
+  return begin_job("setup", python, json_encode({script = script, args = args,
+                                                 kill_after = SETUP_KILL_AFTER}))
 end
 
 -- How big the engine with this backend and ffmpeg and OpenCV for video is.
