@@ -101,6 +101,20 @@ def first_use(fusion: Path, small_sample: Path,
            "config": Path(env["REALSCALE_WORKER_CONFIG"])}
 
 
+def cancelled_with_nothing_left(user: SetupUser, how: str, tmp_path: Path) -> Path:
+    """A set-up cancelled while pip downloaded left no config, engine or folder it made;
+    returns its log."""
+    assert user.cancelled_during.startswith("Downloading"), user.progress
+    if how == "Cancel":
+        assert user.ended["Progress"] == ("Cancelled: nothing was installed and nothing "
+                                          "changed."), user.ended
+    assert not (tmp_path / "config").exists()
+    assert not (tmp_path / "my engines").exists(), "a folder the set-up made is left"
+    assert not (tmp_path / "data" / "realscale" / "engine").exists()
+    [log] = (tmp_path / "data" / "realscale" / "logs").glob("engine-install-*.log")
+    return log
+
+
 def test_first_use_sets_up_the_engine_then_upscales(first_use: dict[str, Any]) -> None:
     user: SetupUser = first_use["user"]
     offered = user.offered
@@ -138,14 +152,7 @@ def test_cancel_during_pip_leaves_no_environment_and_no_config(
     user = SetupUser(None, cancel_at="Downloading", folder=str(chosen),
                      close=how != "Cancel")  # no upscale dialog may follow
     run_script(fusion, resolve, user)
-    assert user.cancelled_during.startswith("Downloading"), user.progress
-    if how == "Cancel":
-        assert user.ended["Progress"] == ("Cancelled: nothing was installed and nothing "
-                                          "changed."), user.ended
-    assert not (tmp_path / "config").exists()
-    assert not (tmp_path / "my engines").exists(), "a folder the set-up made is left"
-    assert not (tmp_path / "data" / "realscale" / "engine").exists()
-    [log] = (tmp_path / "data" / "realscale" / "logs").glob("engine-install-*.log")
+    log = cancelled_with_nothing_left(user, how, tmp_path)
     assert "pip" in log.read_text()
     assert resolve.timeline.GetTrackCount("video") == 2
 
@@ -357,14 +364,7 @@ def test_the_free_edition_cancelled_during_pip_leaves_nothing(
     user = SetupUser(None, cancel_at="MB so far", folder=str(chosen),
                      close=how != "Cancel")  # no upscale dialog may follow
     run_lua_script(resolve, user, runtime=runtime, script=lua, timeout=INSTALL_TIMEOUT)
-    assert user.cancelled_during.startswith("Downloading"), user.progress
-    if how == "Cancel":
-        assert user.ended["Progress"] == ("Cancelled: nothing was installed and nothing "
-                                          "changed."), user.ended
-    assert not (tmp_path / "config").exists()
-    assert not (tmp_path / "my engines").exists(), "a folder the set-up made is left"
-    assert not (tmp_path / "data" / "realscale" / "engine").exists()
-    [log] = (tmp_path / "data" / "realscale" / "logs").glob("engine-install-*.log")
+    log = cancelled_with_nothing_left(user, how, tmp_path)
     assert "-m pip install" in log.read_text()
     assert not list((tmp_path / "tmp").glob("realscale-*")), "job files left"
     done = subprocess.run(["pgrep", "-f", str(chosen)], capture_output=True, text=True,
