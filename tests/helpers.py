@@ -1,8 +1,12 @@
-"""Shared test helpers: where the real test images are, and small crops of them."""
+"""Shared test helpers: where the real test images are, small crops of them, and a command
+started as a terminal starts it (for the tests that press Ctrl-C)."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -36,3 +40,42 @@ def assert_close_u8(a: np.ndarray, b: np.ndarray, *, max_diff: int, p999: float)
     diff = np.abs(a.astype(np.int32) - b.astype(np.int32))
     worst, high = int(diff.max()), float(np.percentile(diff, 99.9))
     assert worst <= max_diff and high <= p999, f"max {worst}/255, 99.9th percentile {high}/255"
+
+
+def like_a_terminal(command: list[str], *, signals: tuple[int, ...] = (signal.SIGINT,),
+                    **options: Any) -> subprocess.Popen[str]:
+    """Start ``command`` as an interactive shell starts a foreground job: ``signals`` at their
+    default, whatever this test run inherited.
+
+    A run started in the background by a script (``bash .ci/run > log &``, no job control)
+    has SIGINT ignored, and under nohup SIGHUP; every child inherits that, and a program that
+    respects an inherited ignore (as realscale does) never sees the signal: the command runs
+    to its end and exits 0. exec resets a caught signal to its default, so each one is caught
+    here while the child starts (never in the child: no code runs between fork and exec)."""
+    def noted(_signum: int, _frame: Any) -> None:
+        pass
+
+    previous = {signum: signal.signal(signum, signal.default_int_handler
+                                      if signum == signal.SIGINT else noted)
+                for signum in signals}
+    try:
+        return subprocess.Popen(command, text=True, **options)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def signal_mask(pid: int, field: str) -> int:
+    """A process's SigIgn or SigCgt mask from /proc (0 once it is gone): bit ``signum - 1``."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
+
+
+def ignores(pid: int, signum: int) -> bool:
+    return bool(signal_mask(pid, "SigIgn") & (1 << (signum - 1)))

@@ -15,7 +15,7 @@ from pathlib import Path
 from local_cluster import LocalCluster
 from PIL import Image
 
-from helpers import REPO, data_file, rgb_crop
+from helpers import REPO, data_file, ignores, like_a_terminal, rgb_crop
 from realscale.video import ffmpeg
 
 
@@ -86,11 +86,12 @@ def test_ctrl_c_stops_the_workers_and_leaves_only_whole_files(cluster, tmp_path)
     out = tmp_path / "out"
     out.mkdir()
     cluster.wait_for_no_workers()  # an earlier run's workers may still be ending
-    command = subprocess.Popen(
+    command = like_a_terminal(
         [sys.executable, "-m", "realscale", "upscale", str(folder), "-o", str(out), "-m",
          "realesr-animevideov3", "--tile", "64", "--ray", cluster.address],
-        env=cluster.env(), stderr=subprocess.PIPE, text=True)
+        env=cluster.env(), stderr=subprocess.PIPE)
     assert command.stderr is not None
+    assert not ignores(command.pid, signal.SIGINT)  # Ctrl-C reaches it, as in a terminal
     for line in command.stderr:
         if " -> " in line:
             break

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import REPO, data_file, rgb_crop
+from helpers import REPO, data_file, ignores, like_a_terminal, rgb_crop, signal_mask
 from realscale import Upscaler, load_model
 from realscale.formats import read_image
 
@@ -276,13 +276,8 @@ def test_stop_signal_while_writing_leaves_nothing(tmp_path: Path, name: str) -> 
     command, out = _big_write(tmp_path)
     env = dict(os.environ, PYTHONPATH=str(REPO / "core"))
 
-    def like_a_terminal() -> None:
-        # As a shell starts a foreground job: the signal at its default, even when this
-        # suite runs in the background (SIGINT ignored) or under nohup (SIGHUP ignored).
-        signal.signal(getattr(signal, name), signal.SIG_DFL)
-
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env,
-                               preexec_fn=like_a_terminal)
+    process = like_a_terminal(command, signals=(getattr(signal, name),),
+                              stderr=subprocess.PIPE, env=env)
     try:
         deadline = time.monotonic() + 240
         # Wait for the temporary file, then freeze the process while it exists: the signal
@@ -325,7 +320,7 @@ def test_hangup_ignored_by_nohup_stays_ignored(tmp_path: Path, small_png: Path) 
     )
     try:
         deadline = time.monotonic() + 120
-        while not _ignores(process.pid, signal.SIGHUP) or not _past_startup(process.pid):
+        while not ignores(process.pid, signal.SIGHUP) or not _past_startup(process.pid):
             assert process.poll() is None and time.monotonic() < deadline
             time.sleep(0.01)
         process.send_signal(signal.SIGHUP)
@@ -337,26 +332,11 @@ def test_hangup_ignored_by_nohup_stays_ignored(tmp_path: Path, small_png: Path) 
     assert Image.open(out).size == (160, 160)
 
 
-def _ignores(pid: int, signum: int) -> bool:
-    return bool(_status_mask(pid, "SigIgn") & (1 << (signum - 1)))
-
-
 def _past_startup(pid: int) -> bool:
     """The command has set its own handlers (SIGTERM caught), so a HUP now meets them."""
     import signal
 
-    return bool(_status_mask(pid, "SigCgt") & (1 << (signal.SIGTERM - 1)))
-
-
-def _status_mask(pid: int, field: str) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith(f"{field}:"):
-                    return int(line.split()[1], 16)
-    except OSError:
-        pass
-    return 0
+    return bool(signal_mask(pid, "SigCgt") & (1 << (signal.SIGTERM - 1)))
 
 
 def test_inputs_that_share_an_output_are_refused_before_any_work(tmp_path: Path) -> None:

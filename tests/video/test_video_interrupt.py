@@ -8,10 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any
 
 import pytest
 
+from helpers import ignores, like_a_terminal
 from realscale import Cancelled, CancelToken, Upscaler
 from realscale.video.pipeline import VideoJob, upscale_video
 
@@ -32,29 +32,6 @@ def test_cancel_token_removes_the_partial_output(sample, tiny_model, tmp_path,
     assert list(tmp_path.iterdir()) == []
 
 
-def _like_a_terminal(command: list[str], **options: Any) -> subprocess.Popen[str]:
-    """Start ``command`` as an interactive shell starts a foreground job: SIGINT at its default.
-
-    Ctrl-C only ever reaches such a job. A test run started in the background by a script
-    (``bash .ci/run > log &``, no job control) has SIGINT ignored, every child inherits that,
-    and Python, like any Unix program that respects an inherited ignore, then never sees the
-    signal: the command ran to the end and exited 0. exec resets a caught signal to its
-    default, so catching SIGINT here while the child starts gives it the default."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return subprocess.Popen(command, text=True, **options)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _ignored_signals(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("SigIgn:"):
-                return int(line.split()[1], 16)
-    return 0
-
-
 def _children(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
@@ -73,7 +50,7 @@ def _children(pid: int) -> list[int]:
 @pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "stdin"])
 def test_interrupted_command_cleans_up(sample, tiny_model, tmp_path, how) -> None:
     out = tmp_path / "out.mov"
-    process = _like_a_terminal(
+    process = like_a_terminal(
         [sys.executable, "-m", "realscale", "video", str(sample), "-o", str(out), "-m",
          str(tiny_model), "--progress", "json"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -82,7 +59,7 @@ def test_interrupted_command_cleans_up(sample, tiny_model, tmp_path, how) -> Non
         event = json.loads(line)
         if event["event"] == "progress" and event["done"] >= 3:
             break
-    assert not _ignored_signals(process.pid) & (1 << (signal.SIGINT - 1))
+    assert not ignores(process.pid, signal.SIGINT)
     ffmpegs = _children(process.pid)
     assert len(ffmpegs) == 2  # the decoder and the encoder
     assert all(p.name.startswith(".out.mov.") for p in tmp_path.iterdir())

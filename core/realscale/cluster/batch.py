@@ -91,9 +91,10 @@ def run_upscale_batch(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _interrupt_noted() -> Iterator[threading.Event]:
-    """Ctrl-C as a flag the batch loop reads between files. A KeyboardInterrupt raised by the
-    default handler can land inside Ray's own signal check while the loop waits on the
-    workers, where it is lost: the batch then ran to its end and exited 0."""
+    """Ctrl-C as a flag the batch loop reads between files: the pool then cancels what the
+    workers hold and the command unwinds as KeyboardInterrupt (exit 130, "interrupted"),
+    never in the middle of writing a file. A SIGINT the command was started ignoring (a
+    background job of a script) stays ignored, as for every other command."""
     noted = threading.Event()
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
