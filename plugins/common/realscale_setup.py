@@ -537,6 +537,7 @@ class SetupJob:
             title, datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")))
         self._lock = threading.Lock()
         self._progress = Progress("python", PHASES["python"][0], 0.0)
+        self._phases: list[Progress] = []  # each phase as it began, in order
         self._cancelled = threading.Event()
         self._process: subprocess.Popen[str] | None = None
         self._thread: threading.Thread | None = None
@@ -557,6 +558,12 @@ class SetupJob:
     def progress(self) -> Progress:
         with self._lock:
             return self._progress
+
+    def phases(self) -> list[Progress]:
+        """Each phase as it began: a dialog that polls can show one that came and went
+        between two looks."""
+        with self._lock:
+            return list(self._phases)
 
     def cancel(self) -> None:
         """Stop now: pip (and whatever it started) is killed; the job then cleans up."""
@@ -616,6 +623,8 @@ class SetupJob:
 
     def phase(self, phase: str, message: str = "") -> None:
         label, start, _end = PHASES[phase]
+        with self._lock:
+            self._phases.append(Progress(phase, label, start, message))
         self._set(Progress(phase, label, start, message))
         elapsed = time.monotonic() - self._started
         self.note(f"== {label}" + (f": {message}" if message else "") + f" ({elapsed:.1f} s)")

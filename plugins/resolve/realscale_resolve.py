@@ -1404,6 +1404,15 @@ def engine_size(backend: Any) -> str:
     return f"{backend.size_text} (PyTorch), plus about 340 MB for ffmpeg and OpenCV (video)"
 
 
+def _progress_text(progress: Any) -> str:
+    text = progress.label
+    if progress.message:
+        text += f": {progress.message}"
+    if progress.fraction is not None:
+        text += f" ({int(progress.fraction * 100)}%)"
+    return text
+
+
 class SetupDialog:
     """First use (no engine): what will be installed, where (changeable), how big, which
     backend (the one realscale_setup recommends for this machine, or another it offers);
@@ -1419,6 +1428,7 @@ class SetupDialog:
         self.update = update
         self.job = None  # type: Any
         self.state = "offer"
+        self.phases_shown = 0  # of job.phases(), the ones the progress line has shown
         """"offer", "running", "ended" (failed or cancelled: Close only), "done"."""
         self.plan = None if update is not None else setup.detect()
         plan = self.plan
@@ -1508,6 +1518,7 @@ class SetupDialog:
                 self.items[key].Enabled = False
         self.items["Problem"].Text = ""
         self.state = "running"
+        self.phases_shown = 0
         self.job.start()
         self.timer.Start()
         self.on_tick()
@@ -1516,14 +1527,19 @@ class SetupDialog:
         job = self.job
         if self.state != "running" or job is None:
             return
+        phases = job.phases()
+        ended = len(phases) if job.done else len(phases) - 1
+        if job.cancelled and not job.done:
+            self.items["Progress"].Text = "Cancelling..."
+            return
+        if not job.cancelled and self.phases_shown < ended:
+            # A phase that began and ended between two ticks is shown for one tick.
+            self.items["Progress"].Text = _progress_text(phases[self.phases_shown])
+            self.phases_shown += 1
+            return
         if not job.done:
-            progress = job.progress()
-            text = progress.label
-            if progress.message:
-                text += f": {progress.message}"
-            if progress.fraction is not None:
-                text += f" ({int(progress.fraction * 100)}%)"
-            self.items["Progress"].Text = "Cancelling..." if job.cancelled else text
+            self.items["Progress"].Text = _progress_text(job.progress())
+            self.phases_shown = len(phases)
             return
         result = job.result
         self.timer.Stop()
