@@ -623,9 +623,10 @@ class SetupJob:
 
     def phase(self, phase: str, message: str = "") -> None:
         label, start, _end = PHASES[phase]
+        began = Progress(phase, label, start, message)
         with self._lock:
-            self._phases.append(Progress(phase, label, start, message))
-        self._set(Progress(phase, label, start, message))
+            self._phases.append(began)
+        self._set(began)
         elapsed = time.monotonic() - self._started
         self.note(f"== {label}" + (f": {message}" if message else "") + f" ({elapsed:.1f} s)")
 

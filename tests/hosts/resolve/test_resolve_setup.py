@@ -115,6 +115,19 @@ def cancelled_with_nothing_left(user: SetupUser, how: str, tmp_path: Path) -> Pa
     return log
 
 
+def missing_package_reported(user: SetupUser, tmp_path: Path) -> None:
+    """A set-up pip could not find a package for: the one-sentence reason with its log, and
+    nothing set up."""
+    problem = user.ended["Problem"]
+    match = re.fullmatch(r"The package (\S+) is not available for this Python and system; .*"
+                         r"The full log is in (\S+\.log)\.", problem)
+    assert match, problem
+    assert "No matching distribution found" in Path(match[2]).read_text()
+    assert Path(match[2]).parent == tmp_path / "data" / "realscale" / "logs"
+    assert not (tmp_path / "config").exists()
+    assert not (tmp_path / "data" / "realscale" / "engine").exists()
+
+
 def test_first_use_sets_up_the_engine_then_upscales(first_use: dict[str, Any]) -> None:
     user: SetupUser = first_use["user"]
     offered = user.offered
@@ -185,14 +198,7 @@ def test_a_failed_install_names_its_log_and_changes_nothing(
     resolve = scene(small_sample, source_start=5, length=3)[0]
     user = SetupUser(None)
     run_script(fusion, resolve, user)
-    problem = user.ended["Problem"]
-    match = re.fullmatch(r"The package (\S+) is not available for this Python and system; .*"
-                         r"The full log is in (\S+\.log)\.", problem)
-    assert match, problem
-    assert "No matching distribution found" in Path(match[2]).read_text()
-    assert Path(match[2]).parent == tmp_path / "data" / "realscale" / "logs"
-    assert not (tmp_path / "config").exists()
-    assert not (tmp_path / "data" / "realscale" / "engine").exists()
+    missing_package_reported(user, tmp_path)
 
 
 OTHER_PROTOCOL = 2
@@ -386,14 +392,7 @@ def test_the_free_edition_shows_a_failure_and_its_log_and_changes_nothing(
     resolve = scene(small_sample, source_start=5, length=3)[0]
     user = SetupUser(None)
     run_lua_script(resolve, user, runtime="lua51", script=lua, timeout=INSTALL_TIMEOUT)
-    problem = user.ended["Problem"]
-    match = re.fullmatch(r"The package (\S+) is not available for this Python and system; .*"
-                         r"The full log is in (\S+\.log)\.", problem)
-    assert match, problem
-    assert "No matching distribution found" in Path(match[2]).read_text()
-    assert Path(match[2]).parent == tmp_path / "data" / "realscale" / "logs"
-    assert not (tmp_path / "config").exists()
-    assert not (tmp_path / "data" / "realscale" / "engine").exists()
+    missing_package_reported(user, tmp_path)
     assert not list((tmp_path / "tmp").glob("realscale-*")), "job files left"
 
 
