@@ -1405,7 +1405,7 @@ def engine_size(backend: Any) -> str:
 
 
 def _progress_text(progress: Any) -> str:
-    text = progress.label
+    text: str = progress.label
     if progress.message:
         text += f": {progress.message}"
     if progress.fraction is not None:
