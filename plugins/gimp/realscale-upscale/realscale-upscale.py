@@ -662,6 +662,8 @@ class Engine:
         self._lock = threading.Lock()
         self._wanted: tuple | None = None
         self._thread: threading.Thread | None = None
+        self._running: str | None = None  # the key being measured now
+        self._halt = threading.Event()  # set: the running measurement is no longer wanted
 
     def ask(self) -> None:
         """What the worker offers (on the main thread, before the dialog)."""
@@ -681,9 +683,13 @@ class Engine:
 
     def measure(self, key: str, model: str, device: str, precision: str, done) -> None:
         """Measure in the background (latest request wins); ``done()`` runs on the GTK main
-        loop afterwards."""
+        loop afterwards. A measurement running for other settings is given up (the worker
+        stops it), so the chosen one starts at once rather than after a whole measurement
+        of a large model the user has just moved away from."""
         with self._lock:
             self._wanted = (key, model, device, precision, done)
+            if self._running is not None and self._running != key:
+                self._halt.set()
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._work, daemon=True)
                 self._thread.start()
@@ -694,9 +700,12 @@ class Engine:
                 self._thread is not None and self._thread.is_alive())
 
     def wait(self) -> None:
-        """Let a measurement finish before the client does anything else."""
+        """End a measurement still running before the client does anything else: the
+        upscale the user asked for would otherwise wait for it at the worker."""
         with self._lock:
             self._wanted = None
+            if self._running is not None:
+                self._halt.set()
             thread = self._thread
         if thread is not None:
             thread.join()
@@ -706,14 +715,19 @@ class Engine:
             with self._lock:
                 wanted, self._wanted = self._wanted, None
                 if wanted is None:
+                    self._running = None
                     return
-            key, model, device, precision, done = wanted
+                key, model, device, precision, done = wanted
+                self._running = key
+                self._halt.clear()
             if key not in self.measured and key not in self.failed:
                 try:
-                    reply = self.client.measure(model, device=device, precision=precision)
+                    reply = self.client.measure(model, device=device, precision=precision,
+                                                cancel=self._halt.is_set)
                     self.measured[key] = float(reply["pixels_per_second"])
                 except Exception as exc:  # noqa: BLE001 - said in the dialog, never raised
-                    self.failed[key] = str(exc).strip() or type(exc).__name__
+                    if not self._halt.is_set():  # given up: measured again if chosen again
+                        self.failed[key] = str(exc).strip() or type(exc).__name__
             GLib.idle_add(done)
 
 
@@ -827,7 +841,9 @@ def _drive(dialog: UpscaleDialog, path: str) -> None:
         record = {"initial": initial,
                   "config": {name: dialog.config.get_property(name) for name in initial},
                   "labels": {name: label.get_text() for name, label in dialog.labels.items()},
-                  "choices": _choices(dialog)}
+                  "choices": _choices(dialog),
+                  "measured": sorted(engine.measured) if engine is not None else [],
+                  "measuring": engine is not None and engine.busy()}
         if script.get("snapshot"):
             _snapshot(dialog.dialog, script["snapshot"])
         with open(script["record"], "w", encoding="utf-8") as out:
@@ -1041,9 +1057,10 @@ class RealscaleUpscale(Gimp.PlugIn):
             if run_mode == Gimp.RunMode.INTERACTIVE:
                 source = _check_drawables(drawables)
                 dialog = UpscaleDialog(procedure, config, image, source, engine)
-                if not dialog.run():
-                    return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+                accepted = dialog.run()
                 engine.wait()
+                if not accepted:
+                    return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
             settings = _settings(config, engine.devices)
             speed = upscale_layer(image, drawables, engine.client, settings)
             if run_mode != Gimp.RunMode.NONINTERACTIVE:

@@ -864,7 +864,13 @@ def test_dialog_offers_choices_and_upscales(dialogs):
 
 
 def test_dialog_shows_the_result_size_and_time(dialogs):
-    labels = _record(dialogs, "choose")["labels"]
+    record = _record(dialogs, "choose")
+    labels = record["labels"]
+    assert not record["measuring"], "the speed measurement did not end within 120 s"
+    # The default model's measurement, started as the dialog opened, was given up when the
+    # user chose another: every measured speed is the chosen model's.
+    assert record["measured"] and {key.split("|")[0] for key in record["measured"]} == {
+        dialogs["chosen"]["model"]}, record
     assert labels["size-info"] == "96 × 96 → 192 × 192 px"
     assert labels["warning-info"] == ""
     assert "Fast" in labels["precision-info"] and "PSNR" in labels["precision-info"]
