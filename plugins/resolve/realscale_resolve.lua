@@ -46,7 +46,8 @@ local STOP_TIMEOUT = 45      -- seconds for a cancelled job to end (the runner k
 local HEARTBEAT = 5          -- seconds between touches of the job's .alive file
 local WINDOWS = package.config:sub(1, 1) == "\\"
 local SEP = WINDOWS and "\\" or "/"
-local JOB_FILES = {".py", ".json", ".alive", ".started", ".events", ".log", ".cancel", ".exit"}
+local JOB_FILES = {".py", ".json", ".alive", ".started", ".nostart", ".events", ".log",
+                   ".cancel", ".exit"}
 
 -- The job runner: started as `<python> -I <base>.py <base>` (docs/resolve-job.md, "Job files").
 local RUNNER = [==[
@@ -936,8 +937,11 @@ function Job:launch(python)
     command = 'start "" /B ' .. shell_quote(windowless(python)) .. " -I "
               .. shell_quote(self.base .. ".py") .. " " .. shell_quote(self.base)
   else
-    command = shell_quote(python) .. " -I " .. shell_quote(self.base .. ".py") .. " "
-              .. shell_quote(self.base) .. " </dev/null >/dev/null 2>&1 &"
+    -- The shell's 126 or 127 (not executable, not found) leaves BASE.nostart, so the
+    -- script says so at once rather than after START_TIMEOUT; the runner never exits so.
+    command = "(" .. shell_quote(python) .. " -I " .. shell_quote(self.base .. ".py") .. " "
+              .. shell_quote(self.base) .. "; case $? in 126|127) : >"
+              .. shell_quote(self.base .. ".nostart") .. ";; esac) </dev/null >/dev/null 2>&1 &"
   end
   os.execute(command)
 end
@@ -968,6 +972,14 @@ end
 
 function Job:started()
   return exists(self.base .. ".started")
+end
+
+-- The runner's Python could not run: the shell said so, or it did not start in time.
+function Job:never_started()
+  if self:started() then
+    return false
+  end
+  return exists(self.base .. ".nostart") or os.time() - self.launched > START_TIMEOUT
 end
 
 -- The exit status once the job ended, else nil.
@@ -1227,7 +1239,7 @@ function Session:step()
   local code = process:exit_code()
   if code == nil then
     process:heartbeat()
-    if not process:started() and os.time() - process.launched > START_TIMEOUT then
+    if process:never_started() then
       self:finish("realscale's Python did not start; run `realscale install resolve` again")
     elseif process.cancel_time and os.time() - process.cancel_time > STOP_TIMEOUT then
       self:finish("realscale did not stop; its files " .. process.base .. ".* may remain")
@@ -1618,7 +1630,7 @@ local function run_dialog(ui, disp, project, timeline)
       end
     end
     local code = asker:exit_code()
-    local stuck = not asker:started() and os.time() - asker.launched > START_TIMEOUT
+    local stuck = asker:never_started()
     if code == nil and not stuck then
       asker:heartbeat()
       return
@@ -2058,7 +2070,7 @@ local function run_setup(ui, disp, python, script, plan, reason, update)
     end
     read_events(job)
     local code = job:exit_code()
-    local stuck = not job:started() and os.time() - job.launched > START_TIMEOUT
+    local stuck = job:never_started()
     local lost = job.cancel_time and os.time() - job.cancel_time > SETUP_KILL_AFTER + 30
     if code == nil and not stuck and not lost then
       job:heartbeat()

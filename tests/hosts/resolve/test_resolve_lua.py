@@ -224,7 +224,8 @@ def test_a_failing_job_changes_nothing(small_sample, config, jobs, tmp_path, set
 
 def test_a_python_that_cannot_run_is_reported(small_sample, config, jobs, tmp_path) -> None:
     """The configured interpreter exists but does not run (here: not executable); the
-    script gives up after its start timeout (30 s) and leaves nothing behind."""
+    shell's exit status says so (no wait for the 30 s start timeout), and nothing is left
+    behind."""
     broken = tmp_path / "python3"
     broken.write_text("not a program")
     config.write_text(json.dumps({"python": str(broken), "version": 1}))
